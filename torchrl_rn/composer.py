@@ -1,0 +1,122 @@
+"""Compose the vertex groups of an :class:`RNGraph` into TorchRL policies and critics.
+
+One environment step is two passes over the groups: **bottom-up** (ascending level) every group gathers its
+subordinates' messages into its observation ``o-`` and encodes its own message; **top-down** (descending level)
+every group gathers its superiors' actions into its instruction ``o+`` and samples its action. The motors'
+actions are the env's actions, so a stock :class:`~torchrl.collectors.Collector` runs the composed policy.
+"""
+from __future__ import annotations
+
+import torch
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from torch import nn
+from torchrl.envs import EnvBase
+
+from torchrl_rn.graph import RNGraph
+from torchrl_rn.vertex import VertexGroup
+
+__all__ = ["GraphComposer"]
+
+
+class GraphComposer(nn.Module):
+    """Builds one :class:`VertexGroup` per group of ``graph`` and chains them.
+
+    Args:
+        graph (RNGraph): the agent graph.
+        env (EnvBase): the environment (usually wrapped in :class:`~torchrl_rn.LevelEnv`); the motors' observation
+            size and action spec are read from its ``(graph.env_group, "observation" | "action")`` entries.
+
+    Keyword Args:
+        num_cells (int): hidden width of every MLP. Defaults to 256 (TorchRL's MAPPO tutorial).
+        depth (int): hidden layers of the policy and value MLPs. Defaults to 2.
+        share_params (bool): share weights inside a group. Defaults to ``True``.
+        critic (str): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised inside each group).
+        detach_messages (bool): stop superiors' losses from training their subordinates' message encoders
+            (TAG's decentralised training). Defaults to ``False`` (end-to-end).
+        device: parameter device; defaults to the env's.
+
+    Attributes:
+        messages (TensorDictSequential): the bottom-up pass; writes every group's ``observation`` (and
+            ``message`` for non-identity ``phi``).
+        policy (TensorDictSequential): bottom-up then top-down; writes every group's ``instruction``,
+            ``action`` and ``action_log_prob``. Run it with a :class:`~torchrl.collectors.Collector`.
+        critic (TensorDictSequential): bottom-up then every group's ``state_value``; works on a step's
+            ``"next"`` data too, where :class:`~torchrl_rn.LevelEnv` carries the step's instructions.
+
+    Examples:
+        >>> from torchrl.envs import TransformedEnv
+        >>> from torchrl_rn import GraphComposer, LevelEnv, RNGraph
+        >>> from torchrl_rn.envs import MockMultiAgentEnv
+        >>> graph = RNGraph.tree(4, branching=[2])
+        >>> env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
+        >>> composer = GraphComposer(graph, env, num_cells=32)
+        >>> td = composer.policy(env.reset())
+        >>> td["level1", "action"].shape, td["agents", "instruction"].shape
+        (torch.Size([2, 2, 4]), torch.Size([2, 4, 4]))
+    """
+
+    def __init__(
+        self,
+        graph: RNGraph,
+        env: EnvBase,
+        *,
+        num_cells: int = 256,
+        depth: int = 2,
+        share_params: bool = True,
+        critic: str = "local",
+        detach_messages: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.graph = graph
+        g0 = graph.env_group
+        obs_key, act_key = (g0, "observation"), (g0, "action")
+        obs_spec = env.full_observation_spec_unbatched
+        act_spec = env.full_action_spec_unbatched
+        for key, spec in ((obs_key, obs_spec), (act_key, act_spec)):
+            if key not in spec.keys(True, True):
+                raise KeyError(
+                    f"the env has no {key} entry; the motors' group {g0!r} must be the env's agent group "
+                    f"(the env's keys: {sorted(map(str, spec.keys(True, True)))})."
+                )
+        if obs_spec[obs_key].shape[0] != graph.n_agents:
+            raise ValueError(
+                f"spec mismatch: the env's {obs_key} has {obs_spec[obs_key].shape[0]} agents but the graph has "
+                f"{graph.n_agents} motors."
+            )
+        self.device = torch.device(device) if device is not None else env.device
+        self.dims = graph.dims(obs_spec[obs_key].shape[-1])
+        consumed = {graph.group_of(s) for v in graph.nx.nodes for s in graph.subordinates(v)}
+        self.vertex_groups = nn.ModuleDict({
+            g: VertexGroup(graph, g, self.dims, act_spec[act_key], num_cells=num_cells, depth=depth,
+                           share_params=share_params, critic=critic, detach_messages=detach_messages,
+                           consumed=g in consumed, device=self.device)
+            for g in graph.groups
+        })
+        up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
+        down = [m for vg in reversed(self.vertex_groups.values())
+                for m in (vg.instruction_gather, vg.actor) if m is not None]
+        self.messages = _sequence(up)
+        self.policy = TensorDictSequential(*up, *down)
+        self.critic = TensorDictSequential(*up, *(vg.value_head for vg in self.vertex_groups.values()))
+
+    def actor(self, group: str) -> TensorDictModuleBase:
+        """The policy of ``group`` alone: reads ``(group, "observation" | "instruction")``."""
+        return self.vertex_groups[group].actor
+
+    def value_head(self, group: str) -> TensorDictModuleBase:
+        """The value head of ``group`` alone: reads ``(group, "observation" | "instruction")``."""
+        return self.vertex_groups[group].value_head
+
+
+def _sequence(modules: list[TensorDictModuleBase]) -> TensorDictSequential:
+    # an empty TensorDictSequential is rejected; a flat identity graph has no bottom-up work
+    return TensorDictSequential(*modules) if modules else TensorDictSequential(_NoOp())
+
+
+class _NoOp(TensorDictModuleBase):
+    in_keys: list = []
+    out_keys: list = []
+
+    def forward(self, tensordict):
+        return tensordict

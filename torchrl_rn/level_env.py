@@ -1,0 +1,253 @@
+"""``LevelEnv``: the environment as seen by the vertices of a Reinforcement Network.
+
+Two uses of one :class:`~torchrl.envs.Transform`:
+
+* **graph transform** (``LevelEnv(graph)``): every vertex group gets ``reward``, ``done`` and ``terminated``
+  entries (rewards routed up the DAG with ``psi``/``share``) and an ``instruction`` state entry that carries a
+  step's instructions into its ``"next"`` data, so that a critic can be evaluated there. With the composed policy
+  and a stock collector, a batch holds every vertex's data.
+* **TAG view** (``LevelEnv(graph, level=l, lower_policy=composer)``): the vertices below level ``l`` become part of
+  the environment. Its actions are level ``l``'s instructions, its observations their messages from below and its
+  rewards ``psi`` of the level below's rewards: an ordinary TorchRL env that any stock policy and loss can train.
+  Stack views (``l = 1`` on the raw env, ``l = 2`` on that) for a 3-level hierarchy, as TAG does.
+"""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import Transform
+
+from torchrl_rn.graph import GraphError, RNGraph
+
+__all__ = ["LevelEnv"]
+
+
+class LevelEnv(Transform):
+    """Turns an env into the environment of a Reinforcement Network, or of one level of it.
+
+    Args:
+        graph (RNGraph): the agent graph. Its motors' group must be the env's agent group.
+
+    Keyword Args:
+        level (int, optional): ``None`` (default) for the graph transform; ``l >= 1`` for the TAG view of level
+            ``l``, whose wrapped env must expose level ``l - 1`` (the raw env for ``l = 1``, a ``LevelEnv`` view of
+            level ``l - 1`` otherwise). The TAG view needs a layered graph (edges join consecutive levels).
+        lower_policy (GraphComposer): with ``level``: the composer whose level ``l - 1`` policy and messages run
+            inside the env. It acts in the current exploration mode, without gradients.
+
+    Examples:
+        Graph transform:
+
+        >>> from torchrl.envs import TransformedEnv
+        >>> from torchrl.envs.utils import check_env_specs
+        >>> from torchrl_rn import GraphComposer, LevelEnv, RNGraph
+        >>> from torchrl_rn.envs import MockMultiAgentEnv
+        >>> graph = RNGraph.tree(4, branching=[2, 2])
+        >>> env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
+        >>> check_env_specs(env)
+        >>> env.full_reward_spec["level2", "reward"].shape
+        torch.Size([2, 1, 1])
+
+        TAG view: level 1 acts in an env that embeds the motors.
+
+        >>> composer = GraphComposer(graph, env, num_cells=16)
+        >>> level1 = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph, level=1, lower_policy=composer))
+        >>> check_env_specs(level1)
+        >>> level1.full_action_spec["level1", "action"].shape
+        torch.Size([2, 2, 4])
+    """
+
+    def __init__(self, graph: RNGraph, *, level: int | None = None, lower_policy=None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.level = level
+        g0 = graph.env_group
+        if level is None:
+            if lower_policy is not None:
+                raise ValueError("lower_policy is only used by the TAG view: pass level=l too.")
+            self.exposed = list(graph.groups)
+            self.lower: list[str] = []
+        else:
+            if not isinstance(level, int) or not 1 <= level <= graph.depth:
+                raise GraphError(f"level must be an int in [1, {graph.depth}] for this graph, got {level!r}.")
+            skips = [(u, v) for u, v in graph.nx.edges if graph.level(u) != graph.level(v) + 1]
+            if skips:
+                raise GraphError(
+                    f"the TAG view needs a layered graph, but edge {skips[0][0]!r} -> {skips[0][1]!r} skips a level "
+                    f"({graph.level(skips[0][0])} -> {graph.level(skips[0][1])})."
+                )
+            if lower_policy is None or not hasattr(lower_policy, "vertex_groups"):
+                raise TypeError("the TAG view needs lower_policy=GraphComposer(graph, ...) for the levels below.")
+            if lower_policy.graph is not graph:
+                raise ValueError("lower_policy was composed for another RNGraph than this LevelEnv's.")
+            self.exposed = graph.groups_at(level)
+            self.lower = graph.groups_at(level - 1)
+        self.composer = lower_policy
+        self._dims: dict | None = None
+        self._routing = {}
+        for g in self.exposed:
+            if g != g0 and not any(callable(graph.attr(v, "psi")) for v in graph.groups[g]):
+                sources, w = graph.reward_weights(g)
+                self._routing[g] = (sources, w)
+
+    # ------------------------------------------------------------------ specs
+    @property
+    def dims(self) -> dict:
+        """:meth:`RNGraph.dims` for the wrapped env's observation size."""
+        if self._dims is None:
+            self._set_dims(self.parent.full_observation_spec)  # the spec this transform receives
+        return self._dims
+
+    def _set_dims(self, observation_spec: Composite) -> dict:
+        if self._dims is None:
+            key = (self.graph.env_group, "observation")
+            if self.composer is not None:
+                self._dims = self.composer.dims
+            elif key in observation_spec.keys(True, True):
+                self._dims = self.graph.dims(observation_spec[key].shape[-1])
+            else:
+                raise KeyError(
+                    f"LevelEnv: the env has no {key} observation; the graph's motors' group "
+                    f"{self.graph.env_group!r} must be the env's agent group."
+                )
+        return self._dims
+
+    def _group_spec(self, spec: Composite, group: str) -> Composite:
+        if group not in spec.keys():
+            spec[group] = Composite(shape=(*spec.shape, len(self.graph.groups[group])), device=spec.device)
+        return spec[group]
+
+    def transform_observation_spec(self, observation_spec: Composite) -> Composite:
+        dims = self._set_dims(observation_spec)
+        for g in self.exposed:
+            sub = self._group_spec(observation_spec, g)
+            if self.level is not None:
+                sub["observation"] = Unbounded(shape=(*sub.shape, dims[g]["observation"]), device=sub.device)
+            if dims[g]["instruction"]:
+                sub["instruction"] = Bounded(-1.0, 1.0, shape=(*sub.shape, dims[g]["instruction"]), device=sub.device)
+        return observation_spec
+
+    def transform_reward_spec(self, reward_spec: Composite) -> Composite:
+        for g in self.exposed:
+            sub = self._group_spec(reward_spec, g)
+            if "reward" not in sub.keys():
+                sub["reward"] = Unbounded(shape=(*sub.shape, 1), device=sub.device)
+        return reward_spec
+
+    def transform_done_spec(self, done_spec: Composite) -> Composite:
+        for g in self.exposed:
+            sub = self._group_spec(done_spec, g)
+            for key in ("done", "terminated"):
+                if key not in sub.keys():
+                    sub[key] = Categorical(2, shape=(*sub.shape, 1), dtype=torch.bool, device=sub.device)
+        return done_spec
+
+    def transform_input_spec(self, input_spec: Composite) -> Composite:
+        if self.level is None:
+            return input_spec
+        actions = input_spec["full_action_spec"]
+        for g in self.lower:
+            del actions[g, "action"]
+            if not actions[g].keys():
+                del actions[g]
+        for g in self.exposed:
+            sub = self._group_spec(actions, g)
+            sub["action"] = Bounded(-1.0, 1.0, shape=(*sub.shape, self.graph.group_action_dim(g)), device=sub.device)
+        return input_spec
+
+    # ------------------------------------------------------------------ data
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        # TAG view: the levels below act inside the env on the exposed level's instructions
+        if self.level is not None:
+            with torch.no_grad():
+                for g in self.lower:
+                    vg = self.composer.vertex_groups[g]
+                    if vg.instruction_gather is not None:
+                        vg.instruction_gather(tensordict)
+                    vg.actor(tensordict)
+        return tensordict
+
+    def _observe(self, next_tensordict: TensorDictBase) -> None:
+        # TAG view: the exposed level observes the messages of the level below
+        with torch.no_grad():
+            for g in self.lower:
+                encoder = self.composer.vertex_groups[g].encoder
+                if encoder is not None:
+                    encoder(next_tensordict)
+            for g in self.exposed:
+                self.composer.vertex_groups[g].observation_gather(next_tensordict)
+
+    def _expand_done(self, next_tensordict: TensorDictBase) -> None:
+        for key in ("done", "terminated"):
+            root = next_tensordict.get(key)
+            for g in self.exposed:
+                n = len(self.graph.groups[g])
+                self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
+
+    def _route_rewards(self, next_tensordict: TensorDictBase) -> None:
+        graph, g0 = self.graph, self.graph.env_group
+        if g0 in self.exposed and (g0, "reward") not in next_tensordict.keys(True, True):
+            root = next_tensordict.get("reward")  # a team reward: every motor gets it
+            self._set(next_tensordict, g0, "reward", root.unsqueeze(-2).expand(*root.shape[:-1], graph.n_agents, 1))
+        for g in self.exposed:
+            if g == g0:
+                continue
+            if g in self._routing:
+                sources, w = self._routing[g]
+                src = torch.cat([next_tensordict.get((s, "reward"))[..., 0] for s in sources], -1)
+                reward = src @ w.to(src).T
+            else:
+                reward = torch.stack([self._vertex_reward(v, next_tensordict) for v in graph.groups[g]], -1)
+            self._set(next_tensordict, g, "reward", reward.unsqueeze(-1))
+
+    def _vertex_reward(self, v, next_tensordict: TensorDictBase) -> torch.Tensor:
+        graph = self.graph
+        subs = graph.subordinates(v)
+        values = torch.stack([
+            next_tensordict.get((graph.group_of(s), "reward"))[..., graph.position(s)[1], 0] * share
+            for s, share in zip(subs, graph.subordinate_shares(v))
+        ], -1)
+        psi = graph.attr(v, "psi")
+        if psi == "sum":
+            return values.sum(-1)
+        if psi == "mean":
+            return values.mean(-1)
+        return psi(values)
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        if self.level is not None:
+            self._observe(next_tensordict)
+        self._route_rewards(next_tensordict)
+        self._expand_done(next_tensordict)
+        dims = self.dims
+        for g in self.exposed:
+            if dims[g]["instruction"]:
+                # a step's instruction rides into "next": the critic needs it there (the superior has not acted yet)
+                instruction = tensordict.get((g, "instruction"), None)
+                if instruction is None:
+                    instruction = self._zeros(next_tensordict, g, dims[g]["instruction"])
+                self._set(next_tensordict, g, "instruction", instruction)
+        return next_tensordict
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        dims = self.dims
+        if self.level is not None:
+            self._observe(tensordict_reset)
+        self._expand_done(tensordict_reset)
+        for g in self.exposed:
+            if dims[g]["instruction"]:
+                self._set(tensordict_reset, g, "instruction", self._zeros(tensordict_reset, g, dims[g]["instruction"]))
+        return tensordict_reset
+
+    def _set(self, td: TensorDictBase, group: str, field: str, value: torch.Tensor) -> None:
+        # a group's sub-tensordict carries the agent dimension, as the specs say
+        if group not in td.keys():
+            td.set(group, TensorDict(batch_size=(*td.batch_size, len(self.graph.groups[group])), device=td.device))
+        td.set((group, field), value)
+
+    def _zeros(self, td: TensorDictBase, group: str, dim: int) -> torch.Tensor:
+        return torch.zeros(*td.batch_size, len(self.graph.groups[group]), dim, device=td.device)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        raise RuntimeError("LevelEnv is an environment transform: use it inside a TransformedEnv.")

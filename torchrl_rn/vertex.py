@@ -1,0 +1,260 @@
+"""A vertex group of a Reinforcement Network as TensorDict modules.
+
+Every vertex of a group is evaluated in one batched call (``MultiAgentMLP`` over the group's agent dimension):
+the group is the unit of speed. A group owns up to five modules, all reading and writing nested keys
+``(group, field)``:
+
+* ``observation_gather``: ``o-`` = its vertices' subordinates' messages, concatenated in ``I-`` order;
+* ``encoder``: the message ``phi(o-)`` (``identity`` needs no module: consumers read ``observation``);
+* ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
+* ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
+* ``value_head``: ``V(o-, o+)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict.nn import NormalParamExtractor, TensorDictModule
+from torch import nn
+from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
+from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor, TanhNormal
+
+from torchrl_rn.graph import RNGraph
+
+__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "VertexGroup", "message_key"]
+
+NestedKey = tuple[str, str]
+
+
+class GraphGather(nn.Module):
+    """Concatenates per-vertex features of several groups along the DAG's edges, in one ``index_select``.
+
+    The sources (``[*B, n_s, d_s]`` each) are flattened into one bank with a trailing zero slot; ``index``
+    (``[n_out * dim_out]``) picks each output feature from the bank (the zero slot pads vertices that have
+    fewer inputs than the widest vertex of their group).
+
+    Args:
+        index (torch.Tensor): long tensor of bank positions, ``-1`` for padding.
+        n_out (int): vertices in the output group.
+        dim_out (int): features per output vertex.
+
+    Keyword Args:
+        detach (bool): stop gradients through the gathered features (TAG's decentralised training).
+
+    Examples:
+        >>> gather = GraphGather(torch.tensor([0, 1, 2, 3, -1, -1]), 2, 3)
+        >>> gather(torch.arange(4.0).view(2, 2))  # one source group of 2 vertices with 2 features
+        tensor([[0., 1., 2.],
+                [3., 0., 0.]])
+    """
+
+    def __init__(self, index: torch.Tensor, n_out: int, dim_out: int, *, detach: bool = False) -> None:
+        super().__init__()
+        self.register_buffer("index", index.long().clone(), persistent=False)
+        self.n_out, self.dim_out, self.detach = n_out, dim_out, detach
+
+    def forward(self, *sources: torch.Tensor) -> torch.Tensor:
+        batch = sources[0].shape[:-2]
+        flat = [s.reshape(*batch, -1) for s in sources]
+        flat.append(flat[0].new_zeros(*batch, 1))
+        bank = torch.cat(flat, -1)
+        if self.detach:
+            bank = bank.detach()
+        # -1 indexes the zero slot appended last
+        return bank[..., self.index].reshape(*batch, self.n_out, self.dim_out)
+
+
+class BlockMean(nn.Module):
+    """``phi = "mean"``: the mean of a vertex's subordinates' messages (zero-padded blocks excluded).
+
+    Examples:
+        >>> BlockMean(torch.tensor([2.0, 1.0]), block=2)(torch.tensor([[1.0, 3.0, 3.0, 5.0], [4.0, 4.0, 0.0, 0.0]]))
+        tensor([[2., 4.],
+                [4., 4.]])
+    """
+
+    def __init__(self, counts: torch.Tensor, block: int) -> None:
+        super().__init__()
+        self.register_buffer("counts", counts.float().clone().unsqueeze(-1), persistent=False)
+        self.block = block
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        blocks = obs.unflatten(-1, (-1, self.block))
+        return blocks.sum(-2) / self.counts
+
+
+class ConcatMLP(nn.Module):
+    """A :class:`~torchrl.modules.MultiAgentMLP` over the concatenation of its inputs (``o-`` and ``o+``).
+
+    Examples:
+        >>> mlp = ConcatMLP(MultiAgentMLP(5, 1, n_agents=2, centralized=False, share_params=True))
+        >>> mlp(torch.zeros(3, 2, 4), torch.zeros(3, 2, 1)).shape
+        torch.Size([3, 2, 1])
+    """
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
+
+
+def message_key(graph: RNGraph, group: str) -> NestedKey:
+    """Where ``group`` keeps its messages: its own observation for ``identity`` (and for a motor's ``mean`` of a
+    single input), else ``(group, "message")``."""
+    phi = graph.attr(graph.groups[group][0], "phi")
+    if phi == "identity" or (phi == "mean" and group == graph.env_group):
+        return (group, "observation")
+    return (group, "message")
+
+
+def _bank_index(graph: RNGraph, group: str, neighbours: dict, sources: Sequence[str],
+                sizes: dict[str, int], width: int) -> torch.Tensor:
+    """Index of each output feature of ``group`` in the flattened bank of ``sources``."""
+    offsets, offset = {}, 0
+    for s in sources:
+        offsets[s] = offset
+        offset += len(graph.groups[s]) * sizes[s]
+    rows = []
+    for v in graph.groups[group]:
+        row = []
+        for u in neighbours[v]:
+            g, j = graph.position(u)
+            start = offsets[g] + j * sizes[g]
+            row.extend(range(start, start + sizes[g]))
+        rows.append(row + [-1] * (width - len(row)))
+    return torch.tensor(rows, dtype=torch.long).flatten()
+
+
+class VertexGroup(nn.Module):
+    """The modules of one vertex group (see the module docstring).
+
+    Args:
+        graph (RNGraph): the agent graph.
+        group (str): the group's name.
+        dims (dict): :meth:`RNGraph.dims` for the env's observation size.
+        action_spec (TensorSpec): the motors' unbatched action spec (``[n_agents, ...]``); unused by other
+            groups, whose actions (instructions) are continuous in ``[-1, 1]``.
+
+    Keyword Args:
+        num_cells (int): hidden width of the MLPs. depth (int): hidden layers.
+        share_params (bool): one set of weights per group (``True``) or per vertex.
+        critic (str): ``"local"`` (a vertex values its own ``o-, o+``) or ``"group"`` (a critic centralised over
+            the group, MAPPO-style).
+        detach_messages (bool): stop gradients from this group's losses into its subordinates' encoders.
+        consumed (bool): whether some superior reads this group's messages (an unread learned message is not
+            computed).
+        device: where the parameters live.
+
+    Examples:
+        >>> from torchrl.data import Bounded
+        >>> graph = RNGraph.tree(2, branching=[2])
+        >>> motors = VertexGroup(graph, "agents", graph.dims(3), Bounded(-1, 1, shape=(2, 2)))
+        >>> motors.instruction_key, motors.actor.out_keys[0]
+        (('agents', 'instruction'), ('agents', 'action'))
+    """
+
+    def __init__(
+        self,
+        graph: RNGraph,
+        group: str,
+        dims: dict[str, dict[str, int]],
+        action_spec: TensorSpec | None = None,
+        *,
+        num_cells: int = 256,
+        depth: int = 2,
+        share_params: bool = True,
+        critic: str = "local",
+        detach_messages: bool = False,
+        consumed: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if critic not in ("local", "group"):
+            raise ValueError(f"critic must be 'local' or 'group', got {critic!r}.")
+        self.group = group
+        self.level = graph.group_level(group)
+        d = dims[group]
+        n = d["n"]
+        members = graph.groups[group]
+        self.observation_key: NestedKey = (group, "observation")
+        self.instruction_key: NestedKey | None = (group, "instruction") if d["instruction"] else None
+        self.action_key: NestedKey = (group, "action")
+        phi = graph.attr(members[0], "phi")
+        self.message_key: NestedKey = message_key(graph, group)
+
+        # o-: gather subordinates' messages (motors observe the env directly)
+        self.observation_gather = None
+        self.observation_sources: list[str] = []
+        if group != graph.env_group:
+            subs = {v: graph.subordinates(v) for v in members}
+            self.observation_sources = [g for g in graph.groups if any(graph.group_of(s) == g for v in members for s in subs[v])]
+            index = _bank_index(graph, group, subs, self.observation_sources,
+                                {g: dims[g]["message"] for g in self.observation_sources}, d["observation"])
+            self.observation_gather = TensorDictModule(
+                GraphGather(index, n, d["observation"], detach=detach_messages),
+                [message_key(graph, g) for g in self.observation_sources], [self.observation_key])
+
+        # m = phi(o-)
+        self.encoder = None
+        if consumed and phi == "mean" and group != graph.env_group:
+            counts = torch.tensor([len(graph.subordinates(v)) for v in members])
+            self.encoder = TensorDictModule(BlockMean(counts, d["message"]), [self.observation_key], [self.message_key])
+        elif consumed and phi == "learned":
+            net = MultiAgentMLP(d["observation"], d["message"], n_agents=n, centralized=False,
+                                share_params=share_params, depth=1, num_cells=num_cells, activation_class=nn.Tanh,
+                                device=device)
+            self.encoder = TensorDictModule(nn.Sequential(net, nn.Tanh()), [self.observation_key], [self.message_key])
+
+        # o+: gather superiors' actions
+        self.instruction_gather = None
+        self.instruction_sources: list[str] = []
+        if self.instruction_key is not None:
+            sups = {v: graph.superiors(v) for v in members}
+            self.instruction_sources = [g for g in graph.groups if any(graph.group_of(s) == g for v in members for s in sups[v])]
+            index = _bank_index(graph, group, sups, self.instruction_sources,
+                                {g: graph.group_action_dim(g) for g in self.instruction_sources}, d["instruction"])
+            self.instruction_gather = TensorDictModule(
+                GraphGather(index, n, d["instruction"]),
+                [(g, "action") for g in self.instruction_sources], [self.instruction_key])
+
+        in_keys = [self.observation_key] + ([self.instruction_key] if self.instruction_key else [])
+        n_in = d["observation"] + d["instruction"]
+
+        def mlp(n_out: int, centralized: bool, *head: nn.Module) -> ConcatMLP:
+            net = MultiAgentMLP(n_in, n_out, n_agents=n, centralized=centralized, share_params=share_params,
+                                depth=depth, num_cells=num_cells, activation_class=nn.Tanh, device=device)
+            return ConcatMLP(nn.Sequential(net, *head) if head else net)
+
+        # pi(a | o-, o+)
+        if group == graph.env_group:
+            if action_spec is None:
+                raise ValueError("the motors' group needs the env's action spec.")
+            spec = action_spec
+        else:
+            spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
+        self.action_spec = spec
+        loc_scale = [(group, "loc"), (group, "scale")]
+        if isinstance(spec, Bounded):
+            a_dim = spec.shape[-1]
+            head = TensorDictModule(mlp(2 * a_dim, False, NormalParamExtractor()), in_keys, loc_scale)
+            self.actor = ProbabilisticActor(
+                head, in_keys=loc_scale, out_keys=[self.action_key], distribution_class=TanhNormal,
+                distribution_kwargs={"low": spec.space.low.to(device), "high": spec.space.high.to(device)},
+                return_log_prob=True,
+            )
+        elif isinstance(spec, (Categorical, OneHot)):
+            n_actions = spec.space.n
+            head = TensorDictModule(mlp(n_actions, False), in_keys, [(group, "logits")])
+            dist = OneHotCategorical if isinstance(spec, OneHot) else torch.distributions.Categorical
+            self.actor = ProbabilisticActor(head, in_keys=[(group, "logits")], out_keys=[self.action_key],
+                                            distribution_class=dist, return_log_prob=True)
+        else:
+            raise TypeError(
+                f"group {group!r}: unsupported action spec {type(spec).__name__}; use Bounded, Categorical or OneHot."
+            )
+        # V(o-, o+)
+        self.value_head = TensorDictModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
+
