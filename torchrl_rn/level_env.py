@@ -176,6 +176,7 @@ class LevelEnv(Transform):
                 if encoder is not None:
                     encoder(next_tensordict)
             for g in self.exposed:
+                self._ensure_group(next_tensordict, g)
                 self.composer.vertex_groups[g].observation_gather(next_tensordict)
 
     def _expand_done(self, next_tensordict: TensorDictBase) -> None:
@@ -240,10 +241,13 @@ class LevelEnv(Transform):
                 self._set(tensordict_reset, g, "instruction", self._zeros(tensordict_reset, g, dims[g]["instruction"]))
         return tensordict_reset
 
-    def _set(self, td: TensorDictBase, group: str, field: str, value: torch.Tensor) -> None:
+    def _ensure_group(self, td: TensorDictBase, group: str) -> None:
         # a group's sub-tensordict carries the agent dimension, as the specs say
         if group not in td.keys():
             td.set(group, TensorDict(batch_size=(*td.batch_size, len(self.graph.groups[group])), device=td.device))
+
+    def _set(self, td: TensorDictBase, group: str, field: str, value: torch.Tensor) -> None:
+        self._ensure_group(td, group)
         td.set((group, field), value)
 
     def _zeros(self, td: TensorDictBase, group: str, dim: int) -> torch.Tensor:
