@@ -27,7 +27,10 @@ class GraphComposer(nn.Module):
             size and action spec are read from its ``(graph.env_group, "observation" | "action")`` entries.
 
     Keyword Args:
-        num_cells (int): hidden width of every MLP. Defaults to 256 (TorchRL's MAPPO tutorial).
+        num_cells (int): hidden width of the motors' MLPs. Defaults to 256 (TorchRL's MAPPO tutorial).
+        manager_cells (int, optional): hidden width of the other vertices' MLPs; defaults to ``num_cells``.
+            Managers see few, low-dimensional inputs, and a narrower width keeps the graph's cost near a flat
+            policy's.
         depth (int): hidden layers of the policy and value MLPs. Defaults to 2.
         share_params (bool): share weights inside a group. Defaults to ``True``.
         critic (str): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised inside each group).
@@ -61,6 +64,7 @@ class GraphComposer(nn.Module):
         env: EnvBase,
         *,
         num_cells: int = 256,
+        manager_cells: int | None = None,
         depth: int = 2,
         share_params: bool = True,
         critic: str = "local",
@@ -88,7 +92,8 @@ class GraphComposer(nn.Module):
         self.dims = graph.dims(obs_spec[obs_key].shape[-1])
         consumed = {graph.group_of(s) for v in graph.nx.nodes for s in graph.subordinates(v)}
         self.vertex_groups = nn.ModuleDict({
-            g: VertexGroup(graph, g, self.dims, act_spec[act_key], num_cells=num_cells, depth=depth,
+            g: VertexGroup(graph, g, self.dims, act_spec[act_key],
+                           num_cells=num_cells if g == g0 else (manager_cells or num_cells), depth=depth,
                            share_params=share_params, critic=critic, detach_messages=detach_messages,
                            consumed=g in consumed, device=self.device)
             for g in graph.groups

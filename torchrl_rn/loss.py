@@ -84,7 +84,7 @@ class RNLoss(LossModule):
             loss = loss_cls(
                 composer.actor(g), composer.value_head(g), clip_epsilon=clip_epsilon, entropy_coeff=entropy_coeff,
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
-                normalize_advantage_exclude_dims=(-2,),
+                normalize_advantage_exclude_dims=(-2,), functional=False,
             )
             loss.set_keys(
                 action=(g, "action"), sample_log_prob=(g, "action_log_prob"), value=(g, "state_value"),

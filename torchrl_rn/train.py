@@ -1,0 +1,445 @@
+"""``RNTrainer`` and the ``rn`` command line: train an RN graph, or TorchRL's MAPPO/IPPO, with one pipeline.
+
+The pipeline is TorchRL's multi-agent PPO recipe (its MAPPO tutorial): a :class:`~torchrl.collectors.Collector`, a
+:class:`~torchrl.data.ReplayBuffer` sampled without replacement, a PPO loss, Adam and gradient clipping. Only the
+policy, critic, loss and value estimator change with ``algo``:
+
+* ``rn``: the graph from ``--graph`` composed by :class:`GraphComposer`, env wrapped in :class:`LevelEnv`,
+  :class:`RNLoss` with :class:`GraphGAE`;
+* ``mappo`` / ``ippo``: ``MultiAgentMLP`` actor and critic (centralised for MAPPO), TorchRL's
+  :class:`~torchrl.objectives.multiagent.MAPPOLoss` / :class:`~torchrl.objectives.multiagent.IPPOLoss`.
+
+A run writes ``config.json``, ``metrics.csv`` (one row per iteration), ``curve.png`` and ``checkpoint.pt``
+(written atomically after every iteration; ``--resume`` continues from it) into its output folder, and logs
+through TorchRL's loggers (``csv`` by default).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import NormalParamExtractor, TensorDictModule
+from torch import nn
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
+from torchrl.envs import EnvBase, RewardSum, TransformedEnv
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
+from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
+from torchrl.record.loggers import get_logger
+from tqdm.auto import tqdm
+
+from torchrl_rn.composer import GraphComposer
+from torchrl_rn.envs import make_env
+from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.level_env import LevelEnv
+from torchrl_rn.loss import RNLoss
+
+__all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "main"]
+
+ALGOS = ("rn", "mappo", "ippo")
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A path given to ``--resume`` / ``rn eval`` that is not a torchrl-rn checkpoint."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. Defaults follow TorchRL's MAPPO tutorial, with 10 epochs and a short budget.
+
+    Examples:
+        >>> TrainConfig(task="vmas/navigation", frames=12_000).frames_per_batch
+        6000
+    """
+
+    task: str = "vmas/balance"
+    n_agents: int | None = None
+    algo: str = "rn"
+    graph: str = "tree:2"
+    frames: int = 60_000
+    frames_per_batch: int = 6_000
+    max_steps: int = 100
+    epochs: int = 10
+    minibatch_size: int = 400
+    lr: float = 3e-4
+    max_grad_norm: float = 1.0
+    gamma: float = 0.99
+    lmbda: float = 0.9
+    clip_epsilon: float = 0.2
+    entropy_coeff: float = 1e-4
+    normalize_advantage: bool = False
+    num_cells: int = 256
+    manager_cells: int = 64
+    share_params: bool = True
+    # RN-specific: message function of non-motor vertices, graph-advantage mixing, critic scope, gradient flow
+    phi: str = "identity"
+    beta: float = 0.0
+    neighbourhood: str = "both"
+    critic: str = "group"
+    detach_messages: bool = False
+    eval_every: int = 2
+    eval_envs: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    logger: str = "csv"
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; choose one of {ALGOS}.")
+        for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.frames_per_batch % self.max_steps:
+            raise ValueError(
+                f"frames_per_batch ({self.frames_per_batch}) must be a multiple of max_steps ({self.max_steps}): "
+                "the collector runs frames_per_batch / max_steps vectorised envs."
+            )
+
+    @property
+    def num_envs(self) -> int:
+        return self.frames_per_batch // self.max_steps
+
+    @property
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        name = self.algo if self.algo != "rn" else f"rn-{self.graph.replace(':', '').replace(',', '-')}"
+        return Path("results") / f"{self.task.replace('/', '-')}_{name}_seed{self.seed}"
+
+
+class RNTrainer:
+    """Trains one run of :class:`TrainConfig` with stock TorchRL pieces.
+
+    Args:
+        config (TrainConfig): the run.
+
+    Keyword Args:
+        env_fn (callable, optional): ``env_fn(num_envs, seed) -> EnvBase`` replacing the task factory (for custom or
+            mock envs); the env's agents must be in the group ``"agents"``.
+        progress (bool): show a progress bar. Defaults to ``True``.
+
+    Examples:
+        >>> from torchrl_rn import RNTrainer
+        >>> from torchrl_rn.train import TrainConfig
+        >>> from torchrl_rn.envs import MockMultiAgentEnv
+        >>> import tempfile
+        >>> cfg = TrainConfig(task="mock", frames=200, frames_per_batch=100, max_steps=5, minibatch_size=50,
+        ...                   epochs=1, num_cells=16, out=tempfile.mkdtemp())
+        >>> trainer = RNTrainer(cfg, env_fn=lambda n, seed: MockMultiAgentEnv(3, num_envs=n, seed=seed),
+        ...                     progress=False)
+        >>> metrics = trainer.train()
+        >>> trainer.frames
+        200
+    """
+
+    def __init__(self, config: TrainConfig, *, env_fn=None, progress: bool = True) -> None:
+        self.config = cfg = config
+        self.progress = progress
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self._env_fn = env_fn or (lambda n, seed: make_env(cfg.task, n_agents=cfg.n_agents, num_envs=n,
+                                                           max_steps=cfg.max_steps, device=cfg.device, seed=seed))
+        base = self._env_fn(cfg.num_envs, cfg.seed)
+        self.n_agents = base.full_action_spec_unbatched["agents", "action"].shape[0]
+        self.graph: RNGraph | None = None
+        if cfg.algo == "rn":
+            self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi})
+        self.env = self._wrap(base)
+        self.eval_env = self._wrap(self._env_fn(cfg.eval_envs, cfg.seed + 1))
+        self.policy, self.loss = self._build_models(self.env)
+        self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=cfg.lr)
+        self.iteration = 0
+        self.frames = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ construction
+    def _wrap(self, env: EnvBase) -> TransformedEnv:
+        env = TransformedEnv(env, LevelEnv(self.graph)) if self.graph is not None else TransformedEnv(env)
+        env.append_transform(RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")]))
+        return env
+
+    def _build_models(self, env: EnvBase) -> tuple[nn.Module, nn.Module]:
+        cfg = self.config
+        if cfg.algo == "rn":
+            self.composer = GraphComposer(
+                self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells, share_params=cfg.share_params, critic=cfg.critic,
+                detach_messages=cfg.detach_messages, device=self.device,
+            )
+            loss = RNLoss(
+                self.composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
+                normalize_advantage=cfg.normalize_advantage, gamma=cfg.gamma, lmbda=cfg.lmbda, beta=cfg.beta,
+                neighbourhood=cfg.neighbourhood,
+            )
+            return self.composer.policy, loss
+        # TorchRL's own MAPPO / IPPO, as in its multi-agent PPO tutorial
+        obs = env.full_observation_spec_unbatched["agents", "observation"].shape[-1]
+        act_spec = env.full_action_spec_unbatched["agents", "action"]
+        n = self.n_agents
+
+        def mlp(n_out: int, centralized: bool) -> MultiAgentMLP:
+            return MultiAgentMLP(obs, n_out, n_agents=n, centralized=centralized, share_params=cfg.share_params,
+                                 depth=2, num_cells=cfg.num_cells, activation_class=nn.Tanh, device=self.device)
+
+        head = TensorDictModule(nn.Sequential(mlp(2 * act_spec.shape[-1], False), NormalParamExtractor()),
+                                [("agents", "observation")], [("agents", "loc"), ("agents", "scale")])
+        policy = ProbabilisticActor(
+            head, in_keys=[("agents", "loc"), ("agents", "scale")], out_keys=[("agents", "action")],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": act_spec.space.low.to(self.device), "high": act_spec.space.high.to(self.device)},
+            return_log_prob=True,
+        )
+        critic = TensorDictModule(mlp(1, cfg.algo == "mappo"), [("agents", "observation")], [("agents", "state_value")])
+        loss_cls = MAPPOLoss if cfg.algo == "mappo" else IPPOLoss
+        loss = loss_cls(policy, critic, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
+                        normalize_advantage=cfg.normalize_advantage)
+        loss.set_keys(reward=("agents", "reward"), action=("agents", "action"),
+                      sample_log_prob=("agents", "action_log_prob"), value=("agents", "state_value"),
+                      done=("agents", "done"), terminated=("agents", "terminated"))
+        loss.make_value_estimator(gamma=cfg.gamma, lmbda=cfg.lmbda)
+        return policy, loss
+
+    # ------------------------------------------------------------------ training
+    def _advantage(self, data: TensorDictBase) -> None:
+        if self.config.algo != "rn":
+            # TorchRL's convention: VMAS writes done at the root; the multi-agent GAE wants it per agent
+            for key in ("done", "terminated"):
+                flag = data.get(("next", key))
+                data.set(("next", "agents", key), flag.unsqueeze(-2).expand(*flag.shape[:-1], self.n_agents, 1))
+            self.loss.value_estimator(data, params=self.loss.critic_network_params,
+                                      target_params=self.loss.target_critic_network_params)
+        else:
+            self.loss.value_estimator(data)
+
+    def _loss_value(self, batch: TensorDictBase) -> torch.Tensor:
+        out = self.loss(batch)
+        if "loss" in out.keys():
+            return out["loss"]
+        return sum(v for k, v in out.items() if k.startswith("loss_"))
+
+    def train(self) -> list[dict[str, float]]:
+        """Runs until ``config.frames`` frames have been collected; returns the per-iteration metrics."""
+        cfg = self.config
+        run_dir = cfg.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+        remaining = cfg.frames - self.frames
+        if remaining <= 0:
+            return self.history
+        logger = get_logger(cfg.logger, logger_name=str(run_dir / "logs"), experiment_name="run") if cfg.logger else None
+        collector = Collector(self.env, self.policy, frames_per_batch=cfg.frames_per_batch,
+                              total_frames=-(-remaining // cfg.frames_per_batch) * cfg.frames_per_batch,
+                              device=self.device)
+        buffer = ReplayBuffer(storage=LazyTensorStorage(cfg.frames_per_batch, device=self.device),
+                              sampler=SamplerWithoutReplacement(), batch_size=cfg.minibatch_size)
+        bar = tqdm(total=cfg.frames, initial=self.frames, unit="frames", disable=not self.progress,
+                   desc=f"{cfg.task} {cfg.algo}")
+        start = time.perf_counter()
+        for data in collector:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                self._advantage(data)
+            buffer.extend(data.reshape(-1))
+            for _ in range(cfg.epochs):
+                for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
+                    loss = self._loss_value(buffer.sample())
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+            collector.update_policy_weights_()
+            self.iteration += 1
+            self.frames += data.numel()
+            row = {"iteration": self.iteration, "frames": self.frames,
+                   "train_return": _episode_return(data), "loss": float(loss.detach()),
+                   "train_seconds": time.perf_counter() - t0, "wall_seconds": time.perf_counter() - start}
+            if self.iteration % cfg.eval_every == 0 or self.frames >= cfg.frames:
+                row["eval_return"] = self.evaluate()
+            self.history.append(row)
+            self._write_metrics(run_dir, row, logger)
+            self.save(run_dir / CHECKPOINT)
+            bar.update(data.numel())
+            bar.set_postfix(ret=f"{row['train_return']:.2f}")
+            if self.frames >= cfg.frames:
+                break
+        bar.close()
+        collector.shutdown()
+        plot_curves(self.history, run_dir / "curve.png", title=f"{cfg.task} {cfg.algo}")
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean return of one deterministic episode per eval env (reward summed until the first done)."""
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            td = self.eval_env.rollout(self.config.max_steps, self.policy, break_when_any_done=False)
+        return _first_episode_return(td)
+
+    # ------------------------------------------------------------------ persistence
+    def _write_metrics(self, run_dir: Path, row: dict, logger) -> None:
+        path = run_dir / "metrics.csv"
+        fields = ["iteration", "frames", "train_return", "eval_return", "loss", "train_seconds", "wall_seconds"]
+        new = not path.exists() or self.iteration == 1
+        with path.open("w" if new else "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in fields})
+        if logger is not None:
+            for k, v in row.items():
+                if k not in ("iteration", "frames"):
+                    logger.log_scalar(k, v, step=self.frames)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": "torchrl-rn/1", "config": dataclasses.asdict(self.config), "iteration": self.iteration,
+                "frames": self.frames, "loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "history": self.history, "rng": torch.get_rng_state()}
+
+    def save(self, path: str | Path) -> None:
+        """Writes a checkpoint atomically: a crash mid-write leaves the previous one intact."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        """Restores parameters, optimiser, counters and history from a checkpoint of the same config."""
+        state = load_checkpoint(path)
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
+        torch.set_rng_state(state["rng"])
+
+    @classmethod
+    def resume(cls, path: str | Path, *, frames: int | None = None, **kwargs) -> RNTrainer:
+        """A trainer rebuilt from a checkpoint's config (optionally with a new frame budget) and state."""
+        state = load_checkpoint(path)
+        config = dict(state["config"])
+        if frames is not None:
+            config["frames"] = frames
+        config["out"] = config["out"] or str(Path(path).parent)
+        trainer = cls(TrainConfig(**config), **kwargs)
+        trainer.load(path)
+        return trainer
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint file (or the ``checkpoint.pt`` of a run folder), with a clear error if it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {str(path)!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is "not a checkpoint"
+        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint ({type(err).__name__}).") from None
+    if not isinstance(state, dict) or state.get("format") != "torchrl-rn/1":
+        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint.")
+    return state
+
+
+def _episode_return(data: TensorDictBase) -> float:
+    """Mean (over agents) return of the episodes that ended in this batch; NaN if none did."""
+    done = data.get(("next", "done")).squeeze(-1)
+    if not done.any():
+        return float("nan")
+    returns = data.get(("next", "agents", "episode_reward")).mean(-2).squeeze(-1)
+    return returns[done].mean().item()
+
+
+def _first_episode_return(td: TensorDictBase) -> float:
+    reward = td.get(("next", "agents", "reward")).mean(-2).squeeze(-1)  # [E, T]
+    done = td.get(("next", "done")).squeeze(-1).int()
+    alive = (done.cumsum(-1) - done) == 0  # up to and including the first done
+    return (reward * alive).sum(-1).mean().item()
+
+
+def plot_curves(history: list[dict[str, float]], path: str | Path, *, title: str = "") -> None:
+    """Training and evaluation return against frames, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    frames = [r["frames"] for r in history]
+    ax.plot(frames, [r["train_return"] for r in history], label="train (episodes ended in batch)")
+    evals = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval (deterministic)")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rn", description="Reinforcement Networks on TorchRL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train an RN graph or a MAPPO/IPPO baseline")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name == "n_agents":
+                kind = int
+            train.add_argument(flag, type=kind, default=default)
+    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
+    ev.add_argument("checkpoint")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rn`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            if args.resume:
+                trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
+            else:
+                config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                                        if f.name != "extra"})
+                trainer = RNTrainer(config, progress=not args.no_progress)
+            history = trainer.train()
+            last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
+            print(f"done: {trainer.frames} frames, eval return {last:.3f}, results in {trainer.config.run_dir}")
+        else:
+            trainer = RNTrainer.resume(args.checkpoint, progress=False)
+            print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
+    except (GraphError, CheckpointError, ValueError, KeyError) as err:
+        if os.environ.get("RN_TRACEBACK"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"rn: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
