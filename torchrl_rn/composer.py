@@ -81,7 +81,7 @@ class GraphComposer(nn.Module):
             if key not in spec.keys(True, True):
                 raise KeyError(
                     f"the env has no {key} entry; the motors' group {g0!r} must be the env's agent group "
-                    f"(the env's keys: {sorted(map(str, spec.keys(True, True)))})."
+                    f"(the env has: {', '.join(map(str, spec.keys(True, True)))})."
                 )
         if obs_spec[obs_key].shape[0] != graph.n_agents:
             raise ValueError(

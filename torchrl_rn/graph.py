@@ -8,7 +8,9 @@ higher level than their subordinates, and processing levels in descending order 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -474,12 +476,20 @@ class RNGraph:
         """Build from a short string, as the CLI does.
 
         ``"flat"``; ``"tree:2"`` / ``"tree:2,2"`` (branching per level); ``"dag"`` / ``"dag:M"``
-        (``M`` overlapping managers, default 2); ``"dag:M+root"`` adds a root above them.
+        (``M`` overlapping managers, default 2); ``"dag:M+root"`` adds a root above them; or the path of a
+        ``.json`` file holding a graph in networkx's node-link format (``nx.node_link_data(g, edges="edges")``).
 
         Examples:
             >>> RNGraph.from_spec("tree:2", 4).depth
             1
         """
+        if spec.endswith(".json"):
+            try:
+                data = json.loads(Path(spec).read_text())
+                graph = nx.node_link_graph(data, directed=True, edges="edges")
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise GraphError(f"cannot read graph file {spec!r}: {err}") from None
+            return cls(graph, n_agents=n_agents, **kwargs)
         kind, _, arg = spec.partition(":")
         try:
             if kind == "flat" and not arg:

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrl.envs import TransformedEnv
+
+from torchrl_rn import GraphComposer, LevelEnv, RNGraph
+from torchrl_rn.envs import MockMultiAgentEnv
+
+GRAPHS = {
+    "flat": lambda n: RNGraph.flat(n),
+    "tree2": lambda n: RNGraph.tree(n, [2]),
+    "tree3": lambda n: RNGraph.tree(n, [2, 2]),
+    "dag": lambda n: RNGraph.overlapping(n, 2),
+}
+
+
+def make_rn_env(graph: RNGraph, *, num_envs: int = 3, seed: int = 0, **kwargs) -> TransformedEnv:
+    env = MockMultiAgentEnv(graph.n_agents, num_envs=num_envs, seed=seed, **kwargs)
+    return TransformedEnv(env, LevelEnv(graph))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def composed():
+    """(graph, env, composer) for a named graph over 4 mock agents."""
+
+    def build(name: str, **composer_kwargs):
+        graph = GRAPHS[name](4)
+        env = make_rn_env(graph)
+        return graph, env, GraphComposer(graph, env, num_cells=16, **composer_kwargs)
+
+    return build

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+
+from torchrl_rn import GraphError, RNGraph
+
+
+def test_cycle_error_names_the_cycle():
+    g = nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "m")])
+    with pytest.raises(GraphError, match="cycle") as err:
+        RNGraph(g)
+    for v in ("a", "b", "c"):
+        assert f"{v} ->" in str(err.value) or f"-> {v}" in str(err.value)
+    assert "m" not in str(err.value).split(":")[1].split(".")[0]
+
+
+def test_self_loop_is_a_cycle():
+    with pytest.raises(GraphError, match="cycle: x -> x"):
+        RNGraph(nx.DiGraph([("x", "x")]))
+
+
+def test_env_agent_without_motor():
+    with pytest.raises(GraphError, match=r"env agent\(s\) \[2, 3\] have no motor"):
+        RNGraph(nx.DiGraph([("b", "m0"), ("b", "m1")]), n_agents=4)
+
+
+def test_env_agent_with_two_motors():
+    g = nx.DiGraph([("b", "m0"), ("b", "m1")])
+    nx.set_node_attributes(g, {"m0": 0, "m1": 0}, "agent")
+    with pytest.raises(GraphError, match=r"env agent 0 is driven by several motors \['m0', 'm1'\]"):
+        RNGraph(g, n_agents=2)
+
+
+def test_too_many_motors_for_env():
+    with pytest.raises(GraphError, match="3 motor.*2 agent"):
+        RNGraph(nx.DiGraph([("b", "m0"), ("b", "m1"), ("b", "m2")]), n_agents=2)
+
+
+def test_vertex_without_path_to_env():
+    g = nx.DiGraph([("boss", "m0"), ("boss", "m1"), ("boss", "idle")])
+    nx.set_node_attributes(g, {"m0": 0, "m1": 1}, "agent")
+    with pytest.raises(GraphError, match="vertex 'idle' has no path to the environment"):
+        RNGraph(g, n_agents=2)
+
+
+def test_internal_vertex_bound_to_agent():
+    g = nx.DiGraph([("boss", "m0")])
+    g.nodes["boss"]["agent"] = 0
+    with pytest.raises(GraphError, match="vertex 'boss' is bound to env agent 0 but has subordinates"):
+        RNGraph(g)
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "match"),
+    [
+        ("phi", "attention", "vertex 'boss': unknown phi 'attention'"),
+        ("psi", "max", "vertex 'boss': unknown psi 'max'"),
+        ("share", "half", "vertex 'boss': unknown share 'half'"),
+        ("colour", "red", r"vertex 'boss' has unknown attribute\(s\) \['colour'\]"),
+        ("action_dim", 0, "vertex 'boss': action_dim must be a positive int"),
+    ],
+)
+def test_unknown_option(attr, value, match):
+    g = nx.DiGraph([("boss", "m0")])
+    g.nodes["boss"][attr] = value
+    with pytest.raises(GraphError, match=match):
+        RNGraph(g)
+
+
+def test_inconsistent_dims_in_a_group():
+    g = nx.DiGraph([("a", "m0"), ("b", "m1")])
+    g.nodes["a"]["action_dim"] = 2
+    g.nodes["b"]["action_dim"] = 3
+    with pytest.raises(GraphError, match="group 'level1' has inconsistent action_dim"):
+        RNGraph(g)
+
+
+def test_mean_over_subordinates_of_different_sizes():
+    g = nx.DiGraph([("top", "mid"), ("top", "m1"), ("mid", "m0")])
+    g.nodes["top"]["phi"] = "mean"
+    with pytest.raises(GraphError, match="vertex 'top' uses phi='mean' over subordinates from groups"):
+        RNGraph(g)
+
+
+def test_group_spanning_levels():
+    g = nx.DiGraph([("top", "mid"), ("mid", "m0")])
+    g.nodes["top"]["group"] = "managers"
+    g.nodes["mid"]["group"] = "managers"
+    with pytest.raises(GraphError, match="group 'managers' mixes levels"):
+        RNGraph(g)
+
+
+def test_unknown_graph_spec():
+    with pytest.raises(GraphError, match="unknown graph spec 'star'"):
+        RNGraph.from_spec("star", 4)
+    with pytest.raises(GraphError, match="cannot read graph spec 'tree:x'"):
+        RNGraph.from_spec("tree:x", 4)
+
+
+def test_order_of_superiors_and_subordinates_follows_edge_insertion():
+    g = nx.DiGraph()
+    g.add_edges_from([("b", "m1"), ("b", "m0"), ("a", "m0"), ("b", "m2")])
+    graph = RNGraph(g)
+    assert graph.subordinates("b") == ["m1", "m0", "m2"]
+    assert graph.superiors("m0") == ["b", "a"]
+    # explicit "order" edge attributes win
+    g2 = nx.DiGraph()
+    g2.add_edge("b", "m1", order=1)
+    g2.add_edge("b", "m0", order=0)
+    assert RNGraph(g2).subordinates("b") == ["m0", "m1"]
+
+
+def test_levels_groups_and_motor_binding():
+    graph = RNGraph.tree(5, [2, 2])
+    assert graph.groups == {
+        "agents": [f"motor_{k}" for k in range(5)],
+        "level1": ["l1_0", "l1_1", "l1_2"],
+        "level2": ["l2_0", "l2_1"],
+    }
+    assert graph.subordinates("l1_2") == ["motor_4"]
+    assert graph.depth == 2 and graph.is_layered()
+    explicit = nx.DiGraph([("b", "x"), ("b", "y")])
+    nx.set_node_attributes(explicit, {"x": 1, "y": 0}, "agent")
+    assert RNGraph(explicit).motors == ["y", "x"]
+
+
+def test_dims_pad_to_the_widest_vertex():
+    dag = RNGraph.overlapping(4, 2)  # l1_0 -> motors 0,1,2 ; l1_1 -> motors 2,3
+    dims = dag.dims(obs_dim=3)
+    assert dims["level1"] == {"observation": 9, "message": 9, "instruction": 0, "n": 2}
+    assert dims["agents"]["instruction"] == 8  # motor_2 has two superiors of action_dim 4
+
+
+def test_reward_weights_split_and_copy():
+    dag = RNGraph.overlapping(4, 2)
+    sources, w = dag.reward_weights("level1")
+    assert sources == ["agents"]
+    torch.testing.assert_close(w, torch.tensor([[1.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.5, 1.0]]))
+    g = nx.DiGraph([("a", "m0"), ("b", "m0"), ("a", "m1"), ("b", "m1")])
+    g.nodes["m0"]["share"] = "copy"
+    g.nodes["a"]["psi"] = "mean"
+    g.nodes["b"]["psi"] = "mean"
+    _, w = RNGraph(g).reward_weights("level1")
+    torch.testing.assert_close(w, torch.tensor([[0.5, 0.25], [0.5, 0.25]]))
+
+
+def test_adjacency_neighbourhoods():
+    chain = RNGraph(nx.DiGraph([("a", "b"), ("b", "c")]))
+    assert chain.vertex_order == ["c", "b", "a"]
+    up = chain.adjacency("up")
+    torch.testing.assert_close(up, torch.tensor([[0.0, 1, 0], [0, 0, 1], [0, 0, 0]]))
+    torch.testing.assert_close(chain.adjacency("down"), up.T)
+    torch.testing.assert_close(chain.adjacency("both"), up + up.T)
+    with pytest.raises(ValueError, match="unknown neighbourhood"):
+        chain.adjacency("sideways")

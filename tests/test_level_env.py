@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+from torchrl.envs import TransformedEnv
+from torchrl.envs.utils import check_env_specs
+
+from torchrl_rn import GraphComposer, GraphError, LevelEnv, RNGraph
+from torchrl_rn.envs import MockMultiAgentEnv
+
+from conftest import GRAPHS, make_rn_env
+
+
+def step_on_target(env: TransformedEnv):
+    """One step where every motor plays its target: the mock env then pays agent k exactly k + 1."""
+    td = env.reset()
+    action_dim = env.full_action_spec["agents", "action"].shape[-1]
+    td["agents", "action"] = td["agents", "observation"][..., :action_dim].clone()
+    return env.step(td)
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_graph_transform_passes_check_env_specs(name):
+    check_env_specs(make_rn_env(GRAPHS[name](4)))
+
+
+def test_graph_transform_discrete_passes_check_env_specs():
+    check_env_specs(make_rn_env(RNGraph.tree(3, [2]), discrete=True))
+
+
+def test_motor_rewards_are_the_env_rewards():
+    td = step_on_target(make_rn_env(RNGraph.tree(4, [2])))
+    torch.testing.assert_close(td["next", "agents", "reward"][0, :, 0], torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+def test_psi_sum_tree():
+    td = step_on_target(make_rn_env(RNGraph.tree(4, [2, 2])))
+    torch.testing.assert_close(td["next", "level1", "reward"][0, :, 0], torch.tensor([3.0, 7.0]))
+    torch.testing.assert_close(td["next", "level2", "reward"][0, :, 0], torch.tensor([10.0]))
+
+
+def test_share_split_on_shared_subordinate():
+    # l1_0 -> motors 0, 1, 2 and l1_1 -> motors 2, 3: motor 2's reward 3 is split in halves
+    td = step_on_target(make_rn_env(RNGraph.overlapping(4, 2, root=True)))
+    torch.testing.assert_close(td["next", "level1", "reward"][0, :, 0], torch.tensor([1 + 2 + 1.5, 1.5 + 4]))
+    torch.testing.assert_close(td["next", "level2", "reward"][0, :, 0], torch.tensor([10.0]))
+
+
+def test_share_copy_and_psi_mean():
+    g = nx.DiGraph()
+    g.add_edges_from([("l1_0", "m0"), ("l1_0", "m1"), ("l1_0", "m2"), ("l1_1", "m2"), ("l1_1", "m3")])
+    g.nodes["m2"]["share"] = "copy"
+    g.nodes["l1_1"]["psi"] = "mean"
+    td = step_on_target(make_rn_env(RNGraph(g, n_agents=4)))
+    torch.testing.assert_close(td["next", "level1", "reward"][0, :, 0], torch.tensor([1 + 2 + 3.0, (3 + 4) / 2]))
+
+
+def test_callable_psi():
+    g = nx.DiGraph([("boss", "m0"), ("boss", "m1"), ("boss", "m2")])
+    g.nodes["boss"]["psi"] = lambda r: r.max(-1).values - r.min(-1).values
+    td = step_on_target(make_rn_env(RNGraph(g, n_agents=3)))
+    torch.testing.assert_close(td["next", "level1", "reward"][:, 0, 0], torch.full((3,), 2.0))
+
+
+def test_dones_expanded_and_instruction_carried(composed):
+    graph, env, composer = composed("tree3")
+    td = env.rollout(6, composer.policy, break_when_any_done=False)  # mock episodes last 5 steps
+    for g, members in graph.groups.items():
+        expected = td["next", "done"].unsqueeze(-2).expand(3, 6, len(members), 1)
+        assert torch.equal(td["next", g, "done"], expected)
+    assert td["next", "done"][:, 4].all() and not td["next", "done"][:, :4].any()
+    torch.testing.assert_close(td["next", "agents", "instruction"], td["agents", "instruction"])
+    torch.testing.assert_close(td["next", "level1", "instruction"], td["level1", "instruction"])
+
+
+def test_tag_view_level1_and_stack(composed):
+    graph, env, composer = composed("tree3")
+    view1 = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), LevelEnv(graph, level=1, lower_policy=composer))
+    check_env_specs(view1)
+    assert list(view1.full_action_spec.keys(True, True)) == [("level1", "action")]
+    td = view1.rand_step(view1.reset())
+    nxt = td["next"]
+    torch.testing.assert_close(nxt["level1", "observation"], nxt["agents", "observation"].reshape(3, 2, 6))
+    motor = nxt["agents", "reward"][..., 0]
+    torch.testing.assert_close(nxt["level1", "reward"][..., 0], motor.reshape(3, 2, 2).sum(-1))
+
+    view2 = TransformedEnv(view1, LevelEnv(graph, level=2, lower_policy=composer))
+    check_env_specs(view2)
+    assert list(view2.full_action_spec.keys(True, True)) == [("level2", "action")]
+    rollout = view2.rollout(3, composer.actor("level2"))
+    assert rollout["next", "level2", "reward"].shape == (3, 3, 1, 1)
+    torch.testing.assert_close(rollout["next", "level2", "reward"][..., 0, 0],
+                               rollout["next", "level1", "reward"][..., 0].sum(-1))
+
+
+def test_tag_view_errors(composed):
+    graph, _, composer = composed("tree2")
+    with pytest.raises(TypeError, match="lower_policy=GraphComposer"):
+        LevelEnv(graph, level=1)
+    with pytest.raises(GraphError, match=r"level must be an int in \[1, 1\]"):
+        LevelEnv(graph, level=2, lower_policy=composer)
+    skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
+    skip_env = make_rn_env(skip)
+    with pytest.raises(GraphError, match="edge 'top' -> 'm1' skips a level"):
+        LevelEnv(skip, level=1, lower_policy=GraphComposer(skip, skip_env, num_cells=4))
+
+
+def test_vmas_balance_graph_transform():
+    pytest.importorskip("vmas")
+    from torchrl_rn.envs import make_env
+
+    graph = RNGraph.tree(4, [2])
+    env = TransformedEnv(make_env("vmas/balance", n_agents=4, num_envs=2, max_steps=10), LevelEnv(graph))
+    check_env_specs(env)
+    td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
+    motor = td["next", "agents", "reward"][..., 0]
+    torch.testing.assert_close(td["next", "level1", "reward"][..., 0], motor.reshape(2, 3, 2, 2).sum(-1))

@@ -1,0 +1,196 @@
+"""Task factories: TorchRL envs whose agents form the group ``"agents"``, ready for an RN graph.
+
+* ``"vmas/<scenario>"``: :class:`~torchrl.envs.VmasEnv` (balance, simple_spread, navigation, transport, ...);
+* ``"mock"``: :class:`MockMultiAgentEnv`, a tiny deterministic env for tests and quick tutorials.
+"""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+__all__ = ["make_env", "MockMultiAgentEnv", "DEFAULT_N_AGENTS", "ENV_GROUP", "vmas_scenarios"]
+
+ENV_GROUP = "agents"
+#: Agent counts used when ``n_agents`` is not given (balance and simple_spread as in TAG/BenchMARL, navigation as
+#: in TorchRL's multi-agent PPO tutorial).
+DEFAULT_N_AGENTS = {"balance": 4, "simple_spread": 4, "navigation": 3}
+_MIN_AGENTS = {"balance": 2}
+
+
+def vmas_scenarios() -> list[str]:
+    """Names of the VMAS scenarios installed (``vmas/<name>`` tasks)."""
+    import vmas
+
+    return sorted(set(vmas.scenarios) | set(vmas.mpe_scenarios) | set(vmas.debug_scenarios))
+
+
+def make_env(
+    task: str,
+    *,
+    n_agents: int | None = None,
+    num_envs: int = 32,
+    max_steps: int = 100,
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
+    continuous_actions: bool = True,
+    **scenario_kwargs,
+) -> EnvBase:
+    """Builds the TorchRL env of ``task``, its agents in the group ``"agents"``.
+
+    Args:
+        task (str): ``"vmas/<scenario>"`` or ``"mock"``.
+
+    Keyword Args:
+        n_agents (int, optional): number of agents (VMAS and mock); defaults to :data:`DEFAULT_N_AGENTS` or the
+            scenario's own default.
+        num_envs (int): vectorised environments (the env's batch size).
+        max_steps (int): episode length limit.
+        device: where the env runs; CPU by default.
+        seed (int, optional): seeds the env.
+        continuous_actions (bool): VMAS continuous (default) or discrete actions.
+        **scenario_kwargs: passed to the VMAS scenario.
+
+    Raises:
+        ValueError: an unknown task or scenario, or an agent count the task cannot take; the message names both.
+
+    Examples:
+        >>> env = make_env("vmas/balance", n_agents=4, num_envs=2)
+        >>> env.full_action_spec["agents", "action"].shape
+        torch.Size([2, 4, 2])
+    """
+    prefix, _, name = task.partition("/")
+    if n_agents is not None and (not isinstance(n_agents, int) or n_agents < _MIN_AGENTS.get(name, 1)):
+        raise ValueError(
+            f"task {task!r} cannot take n_agents={n_agents!r}: it needs at least {_MIN_AGENTS.get(name, 1)} agent(s)."
+        )
+    if task == "mock":
+        return MockMultiAgentEnv(n_agents or 3, num_envs=num_envs, max_steps=max_steps, device=device, seed=seed,
+                                 discrete=not continuous_actions)
+    if prefix == "vmas" and name:
+        known = vmas_scenarios()
+        if name not in known:
+            raise ValueError(f"unknown task {task!r}: no VMAS scenario {name!r}. Known: {', '.join(known)}.")
+        from torchrl.envs import VmasEnv
+
+        if n_agents is not None:
+            scenario_kwargs["n_agents"] = n_agents
+        elif name in DEFAULT_N_AGENTS:
+            scenario_kwargs["n_agents"] = DEFAULT_N_AGENTS[name]
+        env = VmasEnv(name, num_envs=num_envs, continuous_actions=continuous_actions, max_steps=max_steps,
+                      device=device, seed=seed, **scenario_kwargs)
+        if list(env.group_map) != [ENV_GROUP]:
+            raise ValueError(f"task {task!r} has agent groups {list(env.group_map)}; torchrl-rn needs one group.")
+        return env
+    raise ValueError(
+        f"unknown task {task!r}; use 'vmas/<scenario>' (e.g. vmas/balance) or 'mock'."
+    )
+
+
+class MockMultiAgentEnv(EnvBase):
+    """A tiny deterministic multi-agent env, laid out like VMAS, for tests and quick runs.
+
+    Each episode, agent ``k`` gets a target (drawn from the env's own seeded generator) that it sees in its
+    observation and should play:
+
+    * continuous: target ``t_k`` in ``[-1, 1]^action_dim``; reward ``(k + 1) * (1 - mean|a_k - t_k|)``;
+    * discrete: target class ``c_k`` in ``[0, n_actions)``; reward ``(k + 1) * [a_k == c_k]``.
+
+    The observation of agent ``k`` holds the target (scaled to ``[-1, 1]`` for a class) then ``k / n_agents``,
+    zero-padded or truncated to ``obs_dim``. So an agent playing its target earns exactly ``k + 1`` per step, and the
+    task is a contextual bandit a policy learns in a few thousand frames. Episodes end (``done = terminated``) after
+    ``max_steps`` steps.
+
+    Keys: ``("agents", "observation")`` ``[B, n, obs_dim]``, ``("agents", "action")`` ``[B, n, action_dim]``
+    (``Bounded(-1, 1)``) or ``[B, n]`` (``Categorical``), ``("agents", "reward")`` ``[B, n, 1]``, root ``done`` and
+    ``terminated`` ``[B, 1]``.
+
+    Args:
+        n_agents (int): number of agents.
+
+    Keyword Args:
+        num_envs (int): batch size. obs_dim (int): observation size (>= action_dim to see the whole target).
+        action_dim (int): continuous action size. discrete (bool): discrete actions. n_actions (int): their number.
+        max_steps (int): episode length. device: where tensors live. seed (int, optional): seeds the targets.
+
+    Examples:
+        >>> env = MockMultiAgentEnv(3, num_envs=2, seed=0)
+        >>> td = env.reset()
+        >>> td["agents", "action"] = td["agents", "observation"][..., :2]
+        >>> env.step(td)["next", "agents", "reward"][0, :, 0]
+        tensor([1., 2., 3.])
+    """
+
+    batch_locked = True
+
+    def __init__(self, n_agents: int = 3, *, num_envs: int = 8, obs_dim: int = 3, action_dim: int = 2,
+                 discrete: bool = False, n_actions: int = 3, max_steps: int = 5, device="cpu",
+                 seed: int | None = None) -> None:
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        if n_agents < 1:
+            raise ValueError(f"MockMultiAgentEnv needs n_agents >= 1, got {n_agents}.")
+        self.n_agents, self.obs_dim, self.action_dim = n_agents, obs_dim, action_dim
+        self.discrete, self.n_actions, self.max_steps = discrete, n_actions, max_steps
+        shape = (num_envs, n_agents)
+        self.full_observation_spec = Composite(
+            agents=Composite(observation=Unbounded((*shape, obs_dim), device=device), shape=shape, device=device),
+            shape=(num_envs,), device=device,
+        )
+        action = (Categorical(n_actions, shape, device=device) if discrete
+                  else Bounded(-1.0, 1.0, (*shape, action_dim), device=device))
+        self.full_action_spec = Composite(agents=Composite(action=action, shape=shape, device=device),
+                                          shape=(num_envs,), device=device)
+        self.full_reward_spec = Composite(agents=Composite(reward=Unbounded((*shape, 1), device=device), shape=shape,
+                                                           device=device), shape=(num_envs,), device=device)
+        self.full_done_spec = Composite(
+            done=Categorical(2, (num_envs, 1), dtype=torch.bool, device=device),
+            terminated=Categorical(2, (num_envs, 1), dtype=torch.bool, device=device),
+            shape=(num_envs,), device=device,
+        )
+        self.rng = torch.Generator(device="cpu")
+        self._set_seed(seed)
+        self.target = torch.zeros(num_envs, n_agents, 1 if discrete else action_dim)
+        self.count = torch.zeros(num_envs, dtype=torch.long)
+        self._agent_batch = torch.Size(shape)
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.rng.manual_seed(int(seed) if seed is not None else torch.seed() % (2**63))
+
+    def _draw(self, n: int) -> torch.Tensor:
+        if self.discrete:
+            return torch.randint(self.n_actions, (n, self.n_agents, 1), generator=self.rng).float()
+        return torch.rand(n, self.n_agents, self.action_dim, generator=self.rng) * 2 - 1
+
+    def _observation(self) -> torch.Tensor:
+        seen = self.target * 2 / max(self.n_actions - 1, 1) - 1 if self.discrete else self.target
+        index = (torch.arange(self.n_agents) / self.n_agents).expand(self.batch_size[0], -1).unsqueeze(-1)
+        obs = torch.cat([seen, index], -1)
+        obs = torch.nn.functional.pad(obs, (0, max(self.obs_dim - obs.shape[-1], 0)))[..., : self.obs_dim]
+        return obs.to(self.device)
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        mask = torch.ones(self.batch_size, dtype=torch.bool)
+        if tensordict is not None and "_reset" in tensordict.keys():
+            mask = tensordict.get("_reset").reshape(self.batch_size).cpu()
+        self.target[mask] = self._draw(int(mask.sum()))
+        self.count[mask] = 0
+        flag = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
+        agents = TensorDict({"observation": self._observation()}, batch_size=self._agent_batch, device=self.device)
+        return TensorDict({"agents": agents, "done": flag, "terminated": flag.clone()},
+                          batch_size=self.batch_size, device=self.device)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get(("agents", "action")).cpu()
+        weight = torch.arange(1, self.n_agents + 1, dtype=torch.float32)
+        if self.discrete:
+            hit = (action.reshape(self.target.shape[:-1]) == self.target[..., 0]).float()
+            reward = weight * hit
+        else:
+            reward = weight * (1 - (action - self.target).abs().mean(-1))
+        self.count += 1
+        done = (self.count >= self.max_steps).unsqueeze(-1).to(self.device)
+        agents = TensorDict({"observation": self._observation(), "reward": reward.unsqueeze(-1).to(self.device)},
+                            batch_size=self._agent_batch, device=self.device)
+        return TensorDict({"agents": agents, "done": done, "terminated": done.clone()},
+                          batch_size=self.batch_size, device=self.device)
