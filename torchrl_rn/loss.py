@@ -47,8 +47,8 @@ class RNLoss(LossModule):
         >>> env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
         >>> composer = GraphComposer(graph, env, num_cells=16)
         >>> loss = RNLoss(composer, beta=0.5)
-        >>> data = env.rollout(5, composer.policy)
-        >>> with torch.no_grad():
+        >>> with torch.no_grad():  # as a collector does
+        ...     data = env.rollout(5, composer.policy)
         ...     _ = loss.value_estimator(data)
         >>> out = loss(data)
         >>> out["loss"].backward()

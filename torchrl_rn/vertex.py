@@ -152,7 +152,7 @@ class VertexGroup(nn.Module):
         >>> from torchrl.data import Bounded
         >>> graph = RNGraph.tree(2, branching=[2])
         >>> motors = VertexGroup(graph, "agents", graph.dims(3), Bounded(-1, 1, shape=(2, 2)))
-        >>> motors.instruction_key, motors.actor.out_keys[0]
+        >>> motors.instruction_key, motors.action_key
         (('agents', 'instruction'), ('agents', 'action'))
     """
 
