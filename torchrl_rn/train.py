@@ -163,6 +163,8 @@ class RNTrainer:
         self.eval_env = self._wrap(self._env_fn(cfg.eval_envs, cfg.seed + 1))
         self.policy, self.loss = self._build_models(self.env)
         self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=cfg.lr)
+        self._buffer = ReplayBuffer(storage=LazyTensorStorage(cfg.frames_per_batch, device=self.device),
+                                    sampler=SamplerWithoutReplacement(), batch_size=cfg.minibatch_size)
         self.iteration = 0
         self.frames = 0
         self.history: list[dict[str, float]] = []
@@ -231,6 +233,29 @@ class RNTrainer:
             return out["loss"]
         return sum(v for k, v in out.items() if k.startswith("loss_"))
 
+    def make_collector(self, total_frames: int = -1) -> Collector:
+        """A stock :class:`~torchrl.collectors.Collector` of this run's env and policy."""
+        return Collector(self.env, self.policy, frames_per_batch=self.config.frames_per_batch,
+                         total_frames=total_frames, device=self.device)
+
+    def update(self, data: TensorDictBase) -> float:
+        """One PPO update on a collected batch: advantages, then ``epochs`` passes of minibatches.
+
+        Returns the last minibatch's loss.
+        """
+        cfg = self.config
+        with torch.no_grad():
+            self._advantage(data)
+        self._buffer.extend(data.reshape(-1))
+        for _ in range(cfg.epochs):
+            for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
+                loss = self._loss_value(self._buffer.sample())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+        return float(loss.detach())
+
     def train(self) -> list[dict[str, float]]:
         """Runs until ``config.frames`` frames have been collected; returns the per-iteration metrics."""
         cfg = self.config
@@ -241,32 +266,18 @@ class RNTrainer:
         if remaining <= 0:
             return self.history
         logger = get_logger(cfg.logger, logger_name=str(run_dir / "logs"), experiment_name="run") if cfg.logger else None
-        collector = Collector(self.env, self.policy, frames_per_batch=cfg.frames_per_batch,
-                              total_frames=-(-remaining // cfg.frames_per_batch) * cfg.frames_per_batch,
-                              device=self.device)
-        buffer = ReplayBuffer(storage=LazyTensorStorage(cfg.frames_per_batch, device=self.device),
-                              sampler=SamplerWithoutReplacement(), batch_size=cfg.minibatch_size)
+        collector = self.make_collector(-(-remaining // cfg.frames_per_batch) * cfg.frames_per_batch)
         bar = tqdm(total=cfg.frames, initial=self.frames, unit="frames", disable=not self.progress,
                    desc=f"{cfg.task} {cfg.algo}")
         start = time.perf_counter()
         for data in collector:
             t0 = time.perf_counter()
-            with torch.no_grad():
-                self._advantage(data)
-            buffer.extend(data.reshape(-1))
-            for _ in range(cfg.epochs):
-                for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
-                    loss = self._loss_value(buffer.sample())
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad()
+            loss = self.update(data)
             collector.update_policy_weights_()
             self.iteration += 1
             self.frames += data.numel()
-            row = {"iteration": self.iteration, "frames": self.frames,
-                   "train_return": _episode_return(data), "loss": float(loss.detach()),
-                   "train_seconds": time.perf_counter() - t0, "wall_seconds": time.perf_counter() - start}
+            row = {"iteration": self.iteration, "frames": self.frames, "train_return": _episode_return(data),
+                   "loss": loss, "train_seconds": time.perf_counter() - t0, "wall_seconds": time.perf_counter() - start}
             if self.iteration % cfg.eval_every == 0 or self.frames >= cfg.frames:
                 row["eval_return"] = self.evaluate()
             self.history.append(row)

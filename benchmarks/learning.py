@@ -1,0 +1,160 @@
+"""Learning benchmark: RN graphs against TorchRL's MAPPO and IPPO, same budget, batch, epochs and seeds.
+
+For every task and method, train with :class:`torchrl_rn.RNTrainer` (the same pipeline for all methods), evaluate
+deterministically every ``eval_every`` iterations, and write ``<out>/<task>.json`` (every curve point of every
+seed) and ``<out>/<task>.png`` (mean with a 95% confidence band over seeds).
+
+    python benchmarks/learning.py --quick          # 1 seed, short budget: all tasks and methods in < 20 min
+    python benchmarks/learning.py --full           # 3 seeds, 1M frames per run: the README table
+    python benchmarks/make_table.py                # README table from the JSON files
+
+Hyperparameters are one dataclass per preset; they are identical across methods except what defines a method
+(``METHODS``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from torchrl_rn.train import RNTrainer, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    tasks: tuple[str, ...] = ("vmas/balance", "vmas/simple_spread", "vmas/navigation")
+    methods: tuple[str, ...] = ("mappo", "ippo", "rn-tree2", "rn-tree3", "rn-dag")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    frames: int = 1_000_000
+    frames_per_batch: int = 6_000
+    max_steps: int = 100
+    epochs: int = 10
+    minibatch_size: int = 400
+    eval_every: int = 5
+    num_cells: int = 256
+    # the agent counts of the TAG / TorchRL references (balance and simple_spread 4, navigation 3)
+    n_agents: dict[str, int] = field(default_factory=lambda: {"vmas/balance": 4, "vmas/simple_spread": 4,
+                                                              "vmas/navigation": 3})
+
+
+PRESETS = {
+    "full": Preset(),
+    "quick": Preset(seeds=(0,), frames=36_000, eval_every=2),
+    # seconds, for the schema test
+    "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
+                   frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),
+}
+
+#: What defines each method; everything else comes from the preset.
+METHODS: dict[str, dict] = {
+    "mappo": {"algo": "mappo"},
+    "ippo": {"algo": "ippo"},
+    "rn-tree2": {"algo": "rn", "graph": "tree:2"},
+    "rn-tree3": {"algo": "rn", "graph": "tree:2,2"},
+    "rn-dag": {"algo": "rn", "graph": "dag"},
+}
+
+
+def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dict:
+    cfg = TrainConfig(
+        task=task, n_agents=preset.n_agents.get(task), frames=preset.frames, frames_per_batch=preset.frames_per_batch,
+        max_steps=preset.max_steps, epochs=preset.epochs, minibatch_size=preset.minibatch_size,
+        eval_every=preset.eval_every, num_cells=preset.num_cells, seed=seed, logger="",
+        out=str(out / "runs" / task.replace("/", "-") / method / f"seed{seed}"), **METHODS[method],
+    )
+    trainer = RNTrainer(cfg, progress=False)
+    start = time.perf_counter()
+    history = trainer.train()
+    wall = time.perf_counter() - start
+    evals = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
+    return {
+        "frames": [f for f, _ in evals],
+        "eval_return": [v for _, v in evals],
+        "train_frames": [r["frames"] for r in history],
+        "train_return": [r["train_return"] for r in history],
+        "wall_seconds": wall,
+        "frames_per_second": trainer.frames / wall,
+    }
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of a 95% Student-t interval (0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, _t975(n - 1) * std / math.sqrt(n)
+
+
+def _t975(df: int) -> float:
+    """97.5% quantile of Student's t (exact table to 10 degrees of freedom, then z + (z^3 + z) / 4df)."""
+    table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+    return table[df - 1] if df <= len(table) else 1.96 + (1.96**3 + 1.96) / (4 * df)
+
+
+def summarise(seeds: dict[int, dict]) -> dict:
+    final = [run["eval_return"][-1] for run in seeds.values()]
+    mean, ci = mean_ci95(final)
+    fps = [run["frames_per_second"] for run in seeds.values()]
+    return {"final_mean": mean, "final_ci95": ci, "frames_per_second": sum(fps) / len(fps)}
+
+
+def plot_task(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, data in result["methods"].items():
+        runs = list(data["seeds"].values())
+        frames = runs[0]["frames"]
+        points = [mean_ci95([run["eval_return"][i] for run in runs]) for i in range(len(frames))]
+        mean = [m for m, _ in points]
+        ax.plot(frames, mean, label=method)
+        ax.fill_between(frames, [m - c for m, c in points], [m + c for m, c in points], alpha=0.2)
+    ax.set_xlabel("frames")
+    ax.set_ylabel("deterministic eval return")
+    ax.set_title(f"{result['task']} ({result['preset']}, {len(result['seeds'])} seed(s), mean and 95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    for name in PRESETS:
+        group.add_argument(f"--{name}", dest="preset", action="store_const", const=name)
+    parser.add_argument("--out", default="benchmarks/results", help="folder for <task>.json / <task>.png")
+    parser.add_argument("--tasks", nargs="*", help="subset of the preset's tasks")
+    parser.add_argument("--methods", nargs="*", help="subset of the preset's methods")
+    args = parser.parse_args(argv)
+    name = args.preset or "quick"
+    preset = PRESETS[name]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks or preset.tasks:
+        result = {"task": task, "preset": name, "hyperparameters": dataclasses.asdict(preset),
+                  "seeds": list(preset.seeds), "methods": {}}
+        for method in args.methods or preset.methods:
+            seeds = {}
+            for seed in preset.seeds:
+                seeds[seed] = run_one(preset, task, method, seed, out)
+                print(f"{task} {method} seed {seed}: eval return {seeds[seed]['eval_return'][-1]:.2f} "
+                      f"({seeds[seed]['frames_per_second']:.0f} frames/s)", flush=True)
+            result["methods"][method] = {"definition": METHODS[method], "seeds": seeds, **summarise(seeds)}
+        stem = task.replace("/", "-")
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        plot_task(result, out / f"{stem}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Writes the README's results table from the benchmark JSON files (never typed by hand).
+
+    python benchmarks/make_table.py [--results results] [--readme README.md]
+
+The table goes between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def table(results: Path) -> str:
+    tasks = sorted(p for p in results.glob("*.json") if p.name != "throughput.json")
+    return "\n\n".join(filter(None, [_learning(tasks), _throughput(results / "throughput.json")]))
+
+
+def _learning(tasks: list[Path]) -> str:
+    if not tasks:
+        return "_No learning results yet: run `python benchmarks/learning.py`._"
+    data = [json.loads(p.read_text()) for p in tasks]
+    methods = list(dict.fromkeys(m for d in data for m in d["methods"]))
+    lines = [
+        "| task (preset, seeds, frames) | " + " | ".join(methods) + " |",
+        "| --- | " + " | ".join("---" for _ in methods) + " |",
+    ]
+    for d in data:
+        frames = d["hyperparameters"]["frames"]
+        cells = []
+        for m in methods:
+            r = d["methods"].get(m)
+            cells.append("" if r is None else f"{r['final_mean']:.1f} ± {r['final_ci95']:.1f}")
+        lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}) | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    text += ("\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over seeds "
+             "(± 0.0 with one seed). Curves: `benchmarks/results/<task>.png`.")
+    return text
+
+
+def _throughput(tp: Path) -> str:
+    if not tp.exists():
+        return ""
+    t = json.loads(tp.read_text())
+    rates = t["training"]["frames_per_second"]
+    largest = max((r for r in t["policy"] if r["graph"] == "tree:2,2"), key=lambda r: r["motors"])
+    return (f"Throughput ({t['preset']['task']}, {t['preset']['frames_per_batch']} frames/batch, "
+            f"{t['preset']['epochs']} epochs, {t['threads']} threads, median of {t['preset']['reps']}): "
+            f"RN {t['preset']['rn_graph']} {rates['rn']:.0f} frames/s, MAPPO {rates['mappo']:.0f} frames/s, "
+            f"ratio **{t['training']['rn_over_mappo']:.2f}**; a {largest['motors']}-motor 3-level graph steps at "
+            f"{largest['speed_vs_flat_mlp']:.2f}x a flat MultiAgentMLP's speed; raw VMAS "
+            f"{t['vmas_frames_per_second']:.0f} frames/s. Plot: `benchmarks/results/throughput.png`.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--readme", default="README.md")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{table(Path(args.results))}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
