@@ -117,3 +117,18 @@ def test_config_validation():
         TrainConfig(algo="qmix")
     with pytest.raises(ValueError, match="multiple of max_steps"):
         TrainConfig(frames_per_batch=150, max_steps=100)
+
+
+def test_cli_train_then_resume_keeps_the_checkpoint_budget(capsys, tmp_path):
+    out = str(tmp_path / "cli")
+    tiny = ["--task", "mock", "--frames", "200", "--frames-per-batch", "100", "--max-steps", "5",
+            "--minibatch-size", "50", "--epochs", "1", "--num-cells", "8", "--manager-cells", "8", "--eval-envs", "4"]
+    code, cap = run_cli(capsys, "train", *tiny, "--out", out, "--no-progress")
+    assert code == 0 and "done: 200 frames" in cap.out
+    code, cap = run_cli(capsys, "train", "--resume", out, "--no-progress")  # budget already met: nothing to do
+    assert code == 0 and "done: 200 frames" in cap.out
+    code, cap = run_cli(capsys, "train", "--resume", out, "--frames", "300", "--no-progress")
+    assert code == 0 and "done: 300 frames" in cap.out
+    assert load_checkpoint(out)["iteration"] == 3
+    code, cap = run_cli(capsys, "eval", out)
+    assert code == 0 and "(300 frames trained)" in cap.out

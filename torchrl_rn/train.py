@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,6 @@ class TrainConfig:
     device: str = "cpu"
     logger: str = "csv"
     out: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -408,17 +407,13 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an RN graph or a MAPPO/IPPO baseline")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        # None = not given: TrainConfig's default for a new run, the checkpoint's value with --resume
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
         if isinstance(default, bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default: {default}")
         else:
-            kind = {int: int, float: float}.get(type(default), str)
-            if f.name == "n_agents":
-                kind = int
-            train.add_argument(flag, type=kind, default=default)
+            kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
+            train.add_argument(flag, type=kind, default=None, help=f"default: {default}")
     train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
@@ -434,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume:
                 trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
             else:
-                config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                                        if f.name != "extra"})
+                given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+                config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
                 trainer = RNTrainer(config, progress=not args.no_progress)
             history = trainer.train()
             last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
