@@ -44,7 +44,7 @@ class Preset:
 
 PRESETS = {
     "full": Preset(),
-    "quick": Preset(seeds=(0,), frames=36_000, eval_every=2),
+    "quick": Preset(seeds=(0,), frames=60_000, eval_every=2),
     # seconds, for the schema test
     "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
                    frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),

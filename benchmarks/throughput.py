@@ -125,10 +125,10 @@ def plot(result: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     rates = result["training"]["frames_per_second"]
-    left.bar(["MAPPO", "RN " + result["preset"]["rn_graph"], "VMAS step"],
-             [rates["mappo"], rates["rn"], result["vmas_frames_per_second"]])
+    bars = left.bar(["MAPPO", "RN " + result["preset"]["rn_graph"], "VMAS step (random)"],
+                    [rates["mappo"], rates["rn"], result["vmas_frames_per_second"]])
+    left.bar_label(bars, fmt="%.0f")
     left.set_ylabel("frames / s")
-    left.set_yscale("log")
     left.set_title(f"training on {result['preset']['task']} (RN/MAPPO = {result['training']['rn_over_mappo']:.2f})")
     for spec in ("flat", "tree:2", "tree:2,2"):
         rows = [r for r in result["policy"] if r["graph"] == spec]
