@@ -107,5 +107,7 @@ def test_spec_mismatch_between_graph_and_env():
 
 
 def test_composer_respects_device(composed):
-    _, _, composer = composed("tree2")
-    assert all(p.device.type == "cpu" for p in composer.parameters())
+    _, _, composer = composed("dag")
+    assert composer.device == torch.device("cpu")
+    tensors = list(composer.parameters()) + list(composer.buffers())
+    assert list(composer.buffers()) and all(t.device == composer.device for t in tensors)

@@ -104,6 +104,7 @@ class GraphComposer(nn.Module):
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
         self.critic = TensorDictSequential(*up, *(vg.value_head for vg in self.vertex_groups.values()))
+        self.to(self.device)  # the gather indices and mean counts are buffers built on the CPU
 
     def actor(self, group: str) -> TensorDictModuleBase:
         """The policy of ``group`` alone: reads ``(group, "observation" | "instruction")``."""
