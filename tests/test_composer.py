@@ -106,6 +106,13 @@ def test_spec_mismatch_between_graph_and_env():
     assert "no ('robots', 'observation') entry" in err.value.args[0]
 
 
+def test_motor_action_dim_must_match_env():
+    graph = RNGraph.flat(3)
+    graph.nx.nodes["motor_1"]["action_dim"] = 5
+    with pytest.raises(ValueError, match=r"spec mismatch: motor 'motor_1' declares action_dim=5 .* has 2 per agent"):
+        GraphComposer(graph, make_rn_env(RNGraph.flat(3)))
+
+
 def test_composer_respects_device(composed):
     _, _, composer = composed("dag")
     assert composer.device == torch.device("cpu")

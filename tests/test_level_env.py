@@ -106,6 +106,16 @@ def test_tag_view_errors(composed):
         LevelEnv(skip, level=1, lower_policy=GraphComposer(skip, skip_env, num_cells=4))
 
 
+def test_tag_view_spec_mismatch_with_lower_policy(composed):
+    graph, _, composer = composed("tree2")  # composed for 3-dim observations and 2-dim actions
+    wider = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, obs_dim=5), LevelEnv(graph, level=1, lower_policy=composer))
+    with pytest.raises(ValueError, match=r"spec mismatch: the env's \('agents', 'observation'\) has size 5"):
+        wider.full_observation_spec
+    other = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, action_dim=3), LevelEnv(graph, level=1, lower_policy=composer))
+    with pytest.raises(ValueError, match=r"spec mismatch: the env's \('agents', 'action'\) has shape \(3, 4, 3\)"):
+        other.full_action_spec
+
+
 def test_vmas_balance_graph_transform():
     pytest.importorskip("vmas")
     from torchrl_rn.envs import make_env

@@ -88,6 +88,14 @@ class GraphComposer(nn.Module):
                 f"spec mismatch: the env's {obs_key} has {obs_spec[obs_key].shape[0]} agents but the graph has "
                 f"{graph.n_agents} motors."
             )
+        env_action_dim = act_spec[act_key].shape[-1]
+        for v in graph.motors:
+            declared = graph.nx.nodes[v].get("action_dim")
+            if declared is not None and declared != env_action_dim:
+                raise ValueError(
+                    f"spec mismatch: motor {v!r} declares action_dim={declared} but the env's {act_key} has "
+                    f"{env_action_dim} per agent."
+                )
         self.device = torch.device(device) if device is not None else env.device
         self.dims = graph.dims(obs_spec[obs_key].shape[-1])
         consumed = {graph.group_of(s) for v in graph.nx.nodes for s in graph.subordinates(v)}

@@ -104,6 +104,12 @@ class LevelEnv(Transform):
             key = (self.graph.env_group, "observation")
             if self.composer is not None:
                 self._dims = self.composer.dims
+                expected = self._dims[self.graph.env_group]["observation"]
+                if key in observation_spec.keys(True, True) and observation_spec[key].shape[-1] != expected:
+                    raise ValueError(
+                        f"spec mismatch: the env's {key} has size {observation_spec[key].shape[-1]} but lower_policy "
+                        f"was composed for {expected}."
+                    )
             elif key in observation_spec.keys(True, True):
                 self._dims = self.graph.dims(observation_spec[key].shape[-1])
             else:
@@ -148,6 +154,14 @@ class LevelEnv(Transform):
             return input_spec
         actions = input_spec["full_action_spec"]
         for g in self.lower:
+            if (g, "action") not in actions.keys(True, True):
+                raise KeyError(f"the env below this level-{self.level} view has no {(g, 'action')} action to drive.")
+            expected = self.composer.vertex_groups[g].action_spec.shape
+            if actions[g, "action"].shape[-len(expected):] != expected:
+                raise ValueError(
+                    f"spec mismatch: the env's {(g, 'action')} has shape {tuple(actions[g, 'action'].shape)} but "
+                    f"lower_policy's group {g!r} acts with {tuple(expected)}."
+                )
             del actions[g, "action"]
             if not actions[g].keys():
                 del actions[g]
