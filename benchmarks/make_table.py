@@ -32,11 +32,14 @@ def _learning(tasks: list[Path]) -> str:
         cells = []
         for m in methods:
             r = d["methods"].get(m)
-            cells.append("" if r is None else f"{r['final_mean']:.1f} ± {r['final_ci95']:.1f}")
+            if r is None:
+                cells.append("")
+            else:  # one seed has no interval
+                cells.append(f"{r['final_mean']:.1f}" + (f" ± {r['final_ci95']:.1f}" if len(d["seeds"]) > 1 else ""))
         lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}) | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     text += ("\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over seeds "
-             "(± 0.0 with one seed). Curves: `benchmarks/results/<task>.png`.")
+             "(the mean alone with one seed). Curves: `benchmarks/results/<task>.png`.")
     return text
 
 
