@@ -35,6 +35,8 @@ def test_run_writes_results_folder(tmp_path):
     assert (run / "curve.png").stat().st_size > 1000
     assert load_checkpoint(run)["frames"] == 600
     assert not list(run.glob("*.tmp"))  # the atomic write left no temporary file
+    logged = (run / "logs" / "run" / "scalars" / "eval_return.csv").read_text().strip().splitlines()
+    assert len(logged) == 3  # TorchRL's CSVLogger got every evaluation
 
 
 def test_short_training_clearly_improves_return(tmp_path):
