@@ -14,7 +14,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def table(results: Path) -> str:
-    tasks = sorted(p for p in results.glob("*.json") if p.name != "throughput.json")
+    tasks = sorted(p for p in results.rglob("*.json") if p.name != "throughput.json" and "runs" not in p.parts)
     return "\n\n".join(filter(None, [_learning(tasks), _throughput(results / "throughput.json")]))
 
 
@@ -39,7 +39,7 @@ def _learning(tasks: list[Path]) -> str:
         lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}) | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     text += ("\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over seeds "
-             "(the mean alone with one seed). Curves: `benchmarks/results/<task>.png`.")
+             "(the mean alone with one seed). Curves: `benchmarks/results/<preset>/<task>.png`.")
     return text
 
 
