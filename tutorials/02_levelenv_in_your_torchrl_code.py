@@ -95,7 +95,7 @@ def ppo(env, policy, loss_module, estimator, reward_key) -> list[float]:
                 optimizer.step()
                 optimizer.zero_grad()
         collector.update_policy_weights_()
-        mean_rewards.append(data["next", *reward_key].mean().item())
+        mean_rewards.append(data.get(("next", *reward_key)).mean().item())
     collector.shutdown()
     return mean_rewards
 
