@@ -62,6 +62,8 @@ def test_resume_continues_step_counter_and_parameters(tmp_path):
     history = resumed.train()
     assert [r["iteration"] for r in history] == [1, 2, 3] and resumed.frames == 600
     assert load_checkpoint(ckpt)["iteration"] == 3
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
 
 
 def test_same_seed_reproduces_a_run(tmp_path):
@@ -134,3 +136,20 @@ def test_cli_train_then_resume_keeps_the_checkpoint_budget(capsys, tmp_path):
     assert load_checkpoint(out)["iteration"] == 3
     code, cap = run_cli(capsys, "eval", out)
     assert code == 0 and "(300 frames trained)" in cap.out
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    trainer = RNTrainer(tiny_config(tmp_path, frames=200), env_fn=mock_env_fn(), progress=False)
+    trainer.train()
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+
+    def dying_save(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    trainer.iteration = 99
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(ckpt)
+    assert load_checkpoint(ckpt)["iteration"] == 1

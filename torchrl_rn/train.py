@@ -280,8 +280,12 @@ class RNTrainer:
             if self.iteration % cfg.eval_every == 0 or self.frames >= cfg.frames:
                 row["eval_return"] = self.evaluate()
             self.history.append(row)
-            self._write_metrics(run_dir, row, logger)
             self.save(run_dir / CHECKPOINT)
+            self._write_metrics(run_dir)
+            if logger is not None:
+                for key, value in row.items():
+                    if key not in ("iteration", "frames"):
+                        logger.log_scalar(key, value, step=self.frames)
             bar.update(data.numel())
             bar.set_postfix(ret=f"{row['train_return']:.2f}")
             if self.frames >= cfg.frames:
@@ -299,19 +303,16 @@ class RNTrainer:
         return _first_episode_return(td)
 
     # ------------------------------------------------------------------ persistence
-    def _write_metrics(self, run_dir: Path, row: dict, logger) -> None:
-        path = run_dir / "metrics.csv"
+    def _write_metrics(self, run_dir: Path) -> None:
+        # rewritten whole from the history the checkpoint holds, so a resumed run never duplicates a row
         fields = ["iteration", "frames", "train_return", "eval_return", "loss", "train_seconds", "wall_seconds"]
-        new = not path.exists() or self.iteration == 1
-        with path.open("w" if new else "a", newline="") as f:
+        path = run_dir / "metrics.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in fields})
-        if logger is not None:
-            for k, v in row.items():
-                if k not in ("iteration", "frames"):
-                    logger.log_scalar(k, v, step=self.frames)
+            writer.writeheader()
+            writer.writerows({k: row.get(k, "") for k in fields} for row in self.history)
+        os.replace(tmp, path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"format": "torchrl-rn/1", "config": dataclasses.asdict(self.config), "iteration": self.iteration,
