@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_rn.envs import DEFAULT_N_AGENTS, MockMultiAgentEnv, make_env
+from torchrl_rn.envs import DEFAULT_N_AGENTS, MockMultiAgentEnv, make_env, vmas_scenarios
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -23,6 +23,28 @@ def test_mock_reward_is_hand_computable():
     off = (td["agents", "action"] - target).abs().mean(-1)
     expected = torch.arange(1.0, 4.0) * (1 - off)
     torch.testing.assert_close(env.step(td)["next", "agents", "reward"][..., 0], expected)
+    # half a unit off on the first of 2 dims (towards 0, so never clipped): mean |a - t| = 0.25, reward 0.75 (k + 1)
+    action = target.clone()
+    action[..., 0] -= 0.5 * target[..., 0].sign()
+    td["agents", "action"] = action
+    torch.testing.assert_close(env.step(td)["next", "agents", "reward"][..., 0], torch.tensor([[0.75, 1.5, 2.25]] * 2))
+
+
+def test_mock_observation_is_fixed_within_an_episode_and_shows_the_agent():
+    env = MockMultiAgentEnv(3, num_envs=2, obs_dim=4, max_steps=4, seed=0)
+    obs = env.rollout(4)["agents", "observation"]
+    assert obs.shape == (2, 4, 3, 4)
+    assert (obs == obs[:, :1]).all()
+    torch.testing.assert_close(obs[0, 0, :, 2], torch.tensor([0.0, 1 / 3, 2 / 3]))  # agent index / n_agents
+    assert (obs[..., 3] == 0).all() and obs[..., :2].abs().max() <= 1
+
+
+def test_mock_seed_none_leaves_the_global_generator_alone():
+    torch.manual_seed(7)
+    a = MockMultiAgentEnv(2, num_envs=3).reset()["agents", "observation"], torch.rand(3)
+    torch.manual_seed(7)
+    b = MockMultiAgentEnv(2, num_envs=3).reset()["agents", "observation"], torch.rand(3)
+    torch.testing.assert_close(a, b)
 
 
 def test_mock_discrete_reward():
@@ -63,6 +85,67 @@ def test_vmas_tasks(scenario):
     assert make_env(f"vmas/{scenario}", n_agents=2, num_envs=2).full_action_spec["agents", "action"].shape[1] == 2
 
 
+def test_make_env_passes_options_through():
+    env = make_env("mock", n_agents=5, num_envs=3, max_steps=2, seed=1, obs_dim=6, action_dim=3)
+    assert env.full_observation_spec["agents", "observation"].shape == (3, 5, 6)
+    assert env.full_action_spec["agents", "action"].shape == (3, 5, 3)
+    assert env.rollout(10).shape == (3, 2)  # stops at max_steps
+    discrete = make_env("mock", n_agents=2, num_envs=1, continuous_actions=False)
+    assert discrete.full_action_spec["agents", "action"].shape == (1, 2)
+    vmas = make_env("vmas/balance", n_agents=3, num_envs=2, seed=0, max_steps=3)
+    assert vmas.rollout(10).shape == (2, 3)
+
+
+def test_vmas_seed():
+    def first_obs(seed):
+        return make_env("vmas/navigation", num_envs=2, seed=seed).reset()["agents", "observation"]
+
+    assert torch.equal(first_obs(0), first_obs(0)) and not torch.equal(first_obs(0), first_obs(1))
+
+
+def test_vmas_scenarios_listed():
+    assert {"balance", "simple_spread", "navigation", "transport", "wheel", "give_way"} <= set(vmas_scenarios())
+
+
+@pytest.mark.parametrize("gym_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_gym_single_agent_group(gym_id, num_envs):
+    env = make_env(f"gym/{gym_id}", num_envs=num_envs, max_steps=4, seed=0)
+    check_env_specs(env)
+    obs_dim = 3 if gym_id == "Pendulum-v1" else 4
+    assert env.full_observation_spec["agents"].shape == (num_envs, 1)
+    assert env.full_observation_spec["agents", "observation"].shape == (num_envs, 1, obs_dim)
+    assert env.full_reward_spec["agents", "reward"].shape == (num_envs, 1, 1)
+    action = env.full_action_spec["agents", "action"]
+    assert action.shape == ((num_envs, 1, 1) if gym_id == "Pendulum-v1" else (num_envs, 1))
+    assert set(env.done_keys) == {"done", "terminated", "truncated"}
+    td = env.rollout(10, break_when_any_done=False)
+    assert td["next", "agents", "reward"].shape == (num_envs, 10, 1, 1)
+    if gym_id == "Pendulum-v1":  # never terminates: truncated at max_steps, every env together
+        assert td["next", "truncated"][:, 3::4].all() and td["next", "done"].sum() == 2 * num_envs
+
+
+def test_gym_seed_and_partial_reset():
+    def first_obs(seed):
+        return make_env("gym/CartPole-v1", num_envs=2, seed=seed).reset()["agents", "observation"]
+
+    assert torch.equal(first_obs(0), first_obs(0)) and not torch.equal(first_obs(0), first_obs(1))
+    env = make_env("gym/CartPole-v1", num_envs=2, seed=0)
+    td = env.reset()
+    for _ in range(5):
+        td["agents", "action"] = torch.ones(2, 1, dtype=torch.long)
+        td = env.step(td)["next"]
+    moved = td["agents", "observation"].clone()
+    assert (moved[:, 0, 1] > 0.2).all()  # pushed right 5 times: cart velocity well above the reset range
+    # as in a rollout: the reset input carries the last observation, which TorchRL keeps where "_reset" is False
+    out = env.reset(td.clone().set("_reset", torch.tensor([[True], [False]])))
+    assert out["agents", "observation"][0].abs().max() <= 0.05  # CartPole resets within +-0.05
+    torch.testing.assert_close(out["agents", "observation"][1], moved[1])
+    td = out.set(("agents", "action"), torch.ones(2, 1, dtype=torch.long))
+    after = env.step(td)["next", "agents", "observation"]
+    assert after[0, 0, 1].abs() < 0.5 and after[1, 0, 1] > moved[1, 0, 1]  # env 1 really kept its episode going
+
+
 def test_bad_tasks_name_the_task():
     with pytest.raises(ValueError, match="unknown task 'vmas/nope': no VMAS scenario 'nope'"):
         make_env("vmas/nope")
@@ -70,3 +153,13 @@ def test_bad_tasks_name_the_task():
         make_env("atari/pong")
     with pytest.raises(ValueError, match=r"task 'vmas/balance' cannot take n_agents=1"):
         make_env("vmas/balance", n_agents=1)
+    with pytest.raises(ValueError, match=r"task 'mock' cannot take n_agents=0"):
+        make_env("mock", n_agents=0)
+    with pytest.raises(ValueError, match=r"task 'vmas/navigation' cannot take n_agents=-1"):
+        make_env("vmas/navigation", n_agents=-1)
+    with pytest.raises(ValueError, match=r"unknown task 'gym/NoSuchEnv-v0'"):
+        make_env("gym/NoSuchEnv-v0")
+    with pytest.raises(ValueError, match=r"task 'gym/Pendulum-v1' cannot take n_agents=2"):
+        make_env("gym/Pendulum-v1", n_agents=2)
+    with pytest.raises(ValueError, match=r"Known: .*balance"):
+        make_env("vmas/nope")

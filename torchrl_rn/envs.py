@@ -1,16 +1,17 @@
 """Task factories: TorchRL envs whose agents form the group ``"agents"``, ready for an RN graph.
 
 * ``"vmas/<scenario>"``: :class:`~torchrl.envs.VmasEnv` (balance, simple_spread, navigation, transport, ...);
-* ``"mock"``: :class:`MockMultiAgentEnv`, a tiny deterministic env for tests and quick tutorials.
+* ``"mock"``: :class:`MockMultiAgentEnv`, a tiny deterministic env for tests and quick tutorials;
+* ``"gym/<id>"``: a single-agent Gymnasium env as a one-agent group (:class:`SingleAgentGroup`).
 """
 from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, Transform, TransformedEnv
 
-__all__ = ["make_env", "MockMultiAgentEnv", "DEFAULT_N_AGENTS", "ENV_GROUP", "vmas_scenarios"]
+__all__ = ["make_env", "MockMultiAgentEnv", "SingleAgentGroup", "DEFAULT_N_AGENTS", "ENV_GROUP", "vmas_scenarios"]
 
 ENV_GROUP = "agents"
 #: Agent counts used when ``n_agents`` is not given (balance and simple_spread as in TAG/BenchMARL, navigation as
@@ -40,17 +41,19 @@ def make_env(
     """Builds the TorchRL env of ``task``, its agents in the group ``"agents"``.
 
     Args:
-        task (str): ``"vmas/<scenario>"`` or ``"mock"``.
+        task (str): ``"vmas/<scenario>"``, ``"mock"`` or ``"gym/<id>"`` (e.g. ``"gym/Pendulum-v1"``).
 
     Keyword Args:
-        n_agents (int, optional): number of agents (VMAS and mock); defaults to :data:`DEFAULT_N_AGENTS` or the
-            scenario's own default.
+        n_agents (int, optional): number of agents (VMAS and mock; gym takes only 1); defaults to
+            :data:`DEFAULT_N_AGENTS` or the scenario's own default.
         num_envs (int): vectorised environments (the env's batch size).
         max_steps (int): episode length limit.
         device: where the env runs; CPU by default.
         seed (int, optional): seeds the env.
-        continuous_actions (bool): VMAS continuous (default) or discrete actions.
-        **scenario_kwargs: passed to the VMAS scenario.
+        continuous_actions (bool): continuous (default) or discrete actions, for VMAS and mock (a Gymnasium env
+            keeps its own action space; a discrete one is a ``Categorical`` index).
+        **scenario_kwargs: passed to the VMAS scenario, to :class:`MockMultiAgentEnv` (``obs_dim``, ``action_dim``,
+            ``n_actions``) or to ``gymnasium.make_vec``.
 
     Raises:
         ValueError: an unknown task or scenario, or an agent count the task cannot take; the message names both.
@@ -67,7 +70,21 @@ def make_env(
         )
     if task == "mock":
         return MockMultiAgentEnv(n_agents or 3, num_envs=num_envs, max_steps=max_steps, device=device, seed=seed,
-                                 discrete=not continuous_actions)
+                                 discrete=not continuous_actions, **scenario_kwargs)
+    if prefix == "gym" and name:
+        import gymnasium as gym
+        from torchrl.envs import GymWrapper
+
+        if name not in gym.registry:
+            raise ValueError(f"unknown task {task!r}: no Gymnasium env {name!r}.")
+        if n_agents not in (None, 1):
+            raise ValueError(f"task {task!r} cannot take n_agents={n_agents!r}: a Gymnasium env has 1 agent.")
+        vec = gym.make_vec(name, num_envs=num_envs, vectorization_mode="sync", max_episode_steps=max_steps,
+                           vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED}, **scenario_kwargs)
+        env = TransformedEnv(GymWrapper(vec, device=device, categorical_action_encoding=True), SingleAgentGroup())
+        if seed is not None:
+            env.set_seed(seed)
+        return env
     if prefix == "vmas" and name:
         known = vmas_scenarios()
         if name not in known:
@@ -84,8 +101,63 @@ def make_env(
             raise ValueError(f"task {task!r} has agent groups {list(env.group_map)}; torchrl-rn needs one group.")
         return env
     raise ValueError(
-        f"unknown task {task!r}; use 'vmas/<scenario>' (e.g. vmas/balance) or 'mock'."
+        f"unknown task {task!r}; use 'vmas/<scenario>' (e.g. vmas/balance), 'gym/<id>' (e.g. gym/Pendulum-v1) "
+        "or 'mock'."
     )
+
+
+class SingleAgentGroup(Transform):
+    """Puts a single-agent env's ``observation``, ``reward`` and ``action`` in a one-agent group ``"agents"``.
+
+    ``observation`` ``[*B, obs]`` becomes ``("agents", "observation")`` ``[*B, 1, obs]``, ``reward`` ``[*B, 1]``
+    becomes ``("agents", "reward")`` ``[*B, 1, 1]``, and the policy writes ``("agents", "action")`` ``[*B, 1, ...]``,
+    which the env receives as ``action`` ``[*B, ...]``. Done flags stay at the root.
+
+    Args:
+        group (str): the group's name.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from torchrl.envs import GymWrapper, TransformedEnv
+        >>> env = TransformedEnv(GymWrapper(gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync",
+        ...     vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED})), SingleAgentGroup())
+        >>> env.rollout(3)["next", "agents", "reward"].shape
+        torch.Size([2, 3, 1, 1])
+    """
+
+    def __init__(self, group: str = ENV_GROUP) -> None:
+        super().__init__(in_keys=["observation", "reward"], out_keys=[(group, "observation"), (group, "reward")],
+                         in_keys_inv=["action"], out_keys_inv=[(group, "action")])
+        self.group = group
+
+    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        group = tensordict.get(self.group, None)
+        if group is None:
+            group = tensordict.empty(batch_size=(*tensordict.batch_size, 1))
+        for key, out_key in zip(self.in_keys, self.out_keys):
+            if key in tensordict.keys():
+                group.set(out_key[-1], tensordict.pop(key).unsqueeze(tensordict.batch_dims))
+        return tensordict.set(self.group, group)
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        return self._call(tensordict_reset)
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.pop((self.group, "action")).squeeze(tensordict.batch_dims)
+        return tensordict.set("action", action)
+
+    def _grouped(self, spec: Composite, key: str) -> Composite:
+        leaf = spec.pop(key)
+        return Composite({key: leaf.unsqueeze(spec.ndim)}, shape=(*spec.shape, 1), device=leaf.device)
+
+    def transform_output_spec(self, output_spec: Composite) -> Composite:
+        for parent, key in (("full_observation_spec", "observation"), ("full_reward_spec", "reward")):
+            output_spec[parent][self.group] = self._grouped(output_spec[parent], key)
+        return output_spec
+
+    def transform_input_spec(self, input_spec: Composite) -> Composite:
+        input_spec["full_action_spec"][self.group] = self._grouped(input_spec["full_action_spec"], "action")
+        return input_spec
 
 
 class MockMultiAgentEnv(EnvBase):
@@ -155,7 +227,9 @@ class MockMultiAgentEnv(EnvBase):
         self._agent_batch = torch.Size(shape)
 
     def _set_seed(self, seed: int | None) -> None:
-        self.rng.manual_seed(int(seed) if seed is not None else torch.seed() % (2**63))
+        if seed is None:  # one draw from the global generator: reproducible under torch.manual_seed, never reseeds it
+            seed = int(torch.randint(2**62, ()).item())
+        self.rng.manual_seed(int(seed))
 
     def _draw(self, n: int) -> torch.Tensor:
         if self.discrete:

@@ -180,9 +180,14 @@ fig.savefig(OUT / "01_curve.png", dpi=100)
 fig, ax = plt.subplots(figsize=(5, 3.5))
 pos = {v: ((i + 1) / (len(members) + 1), graph.level(v)) for members in graph.groups.values()
        for i, v in enumerate(members)}
-colours = ["tab:orange" if graph.level(v) == 0 else "tab:blue" for v in graph.nx.nodes]
+level_colours = ["tab:orange", "tab:blue", "tab:green", "tab:purple"]  # level 0 (motors), 1, 2, ...
+colours = [level_colours[graph.level(v) % len(level_colours)] for v in graph.nx.nodes]
 nx.draw_networkx(graph.nx, pos, ax=ax, node_color=colours, node_size=900, font_size=8, arrows=True)
-ax.set_title("managers (blue) instruct motors (orange)")
+for level in range(graph.depth + 1):
+    ax.scatter([], [], color=level_colours[level % len(level_colours)], s=80,
+               label="level 0: motors (act in the env)" if level == 0 else f"level {level}: managers")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
+ax.set_title("an edge points from a superior to its subordinate")
 ax.axis("off")
 fig.tight_layout()
 fig.savefig(OUT / "01_graph.png", dpi=100)

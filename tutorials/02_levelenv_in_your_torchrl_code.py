@@ -199,6 +199,14 @@ view2 = TransformedEnv(view1, LevelEnv(graph, level=2, lower_policy=composer))
 check_env_specs(view2)
 print("top-level env actions:", list(view2.full_action_spec.keys(True, True)))
 
+# %%
+# (TorchRL unwraps the nested ``TransformedEnv``, with a warning, into one env with both views' transforms in
+# order: the data are the same.) The top group has no superior, so it has no ``instruction``: its actor and
+# value head read ``("level2", "observation")`` alone, exactly like a flat MAPPO group. Level 1, below it, is
+# instructed by level 2's action inside the env.
+assert ("level2", "instruction") not in view2.full_observation_spec.keys(True, True)
+assert composer.actor("level2").in_keys == [("level2", "observation")]
+
 top_loss = stock_loss(composer.actor("level2"), composer.value_head("level2"), group="level2")
 top_estimator = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=composer.value_head("level2"))
 top_estimator.set_keys(**{k: getattr(top_loss.tensor_keys, k) for k in
@@ -209,10 +217,13 @@ print("TAG top level (lower levels fixed), mean reward per batch:", [f"{r:.3f}" 
 # %%
 # The four curves
 # ---------------
+# The level-2 vertex's reward is the sum (``psi="sum"``) of all four motors' rewards: divided by the motor count,
+# it reads on the same per-agent scale as the other curves.
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, rewards in (("stock MAPPO-style", stock), ("flat RN", flat), ("2-level RN", tree),
-                      ("TAG top of 3 levels (level-2 reward)", top)):
+                      ("TAG top of 3 levels (level-2 reward / motors)", [r / cfg.n_agents for r in top])):
     ax.plot(range(1, len(rewards) + 1), rewards, "o-", label=name)
+ax.set_xticks(range(1, cfg.iterations + 1))
 ax.set_xlabel("iteration")
 ax.set_ylabel("mean reward per step")
 ax.legend()
