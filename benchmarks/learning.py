@@ -8,6 +8,10 @@ seed) and ``<out>/<task>.png`` (``<out>`` defaults to ``benchmarks/results/<pres
     python benchmarks/learning.py --full           # 3 seeds, 1M frames per run: the README table
     python benchmarks/make_table.py                # README table from the JSON files
 
+``<task>.json`` is rewritten (atomically) after every finished run, and a rerun of the same preset keeps the runs
+it already holds: an interrupted benchmark, or one spread over several sessions, continues where it stopped.
+A JSON file written with other hyperparameters is never mixed in: the rerun starts that task afresh.
+
 Hyperparameters are one dataclass per preset; they are identical across methods except what defines a method
 (``METHODS``).
 """
@@ -17,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +105,7 @@ def _t975(df: int) -> float:
     return table[df - 1] if df <= len(table) else 1.96 + (1.96**3 + 1.96) / (4 * df)
 
 
-def summarise(seeds: dict[int, dict]) -> dict:
+def summarise(seeds: dict[str, dict]) -> dict:
     final = [run["eval_return"][-1] for run in seeds.values()]
     mean, ci = mean_ci95(final)
     fps = [run["frames_per_second"] for run in seeds.values()]
@@ -116,6 +121,8 @@ def plot_task(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method, data in result["methods"].items():
         runs = list(data["seeds"].values())
+        if not runs:
+            continue
         frames = runs[0]["frames"]
         points = [mean_ci95([run["eval_return"][i] for run in runs]) for i in range(len(frames))]
         mean = [m for m, _ in points]
@@ -123,7 +130,9 @@ def plot_task(result: dict, path: Path) -> None:
         ax.fill_between(frames, [m - c for m, c in points], [m + c for m, c in points], alpha=0.2)
     ax.set_xlabel("frames")
     ax.set_ylabel("deterministic eval return")
-    ax.set_title(f"{result['task']} ({result['preset']}, {len(result['seeds'])} seed(s), mean and 95% CI)")
+    wanted, done = len(result["seeds"]), [len(data["seeds"]) for data in result["methods"].values()]
+    seeds = f"{wanted} seed(s)" if min(done) == wanted else f"partial: {min(done)}-{max(done)} of {wanted} seeds"
+    ax.set_title(f"{result['task']} ({result['preset']}, {seeds}, mean and 95% CI)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -145,19 +154,39 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or f"benchmarks/results/{name}")
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks or preset.tasks:
-        result = {"task": task, "preset": name, "hyperparameters": dataclasses.asdict(preset),
-                  "seeds": list(preset.seeds), "methods": {}}
-        for method in args.methods or preset.methods:
-            seeds = {}
-            for seed in preset.seeds:
-                seeds[seed] = run_one(preset, task, method, seed, out)
-                print(f"{task} {method} seed {seed}: eval return {seeds[seed]['eval_return'][-1]:.2f} "
-                      f"({seeds[seed]['frames_per_second']:.0f} frames/s)", flush=True)
-            result["methods"][method] = {"definition": METHODS[method], "seeds": seeds, **summarise(seeds)}
         stem = task.replace("/", "-")
-        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-        plot_task(result, out / f"{stem}.png")
+        result = load_result(out / f"{stem}.json", task, preset, name)
+        for method in args.methods or preset.methods:
+            entry = result["methods"].setdefault(method, {"definition": METHODS[method], "seeds": {}})
+            for seed in preset.seeds:
+                if str(seed) in entry["seeds"]:
+                    print(f"{task} {method} seed {seed}: kept from {out / f'{stem}.json'}", flush=True)
+                    continue
+                run = entry["seeds"][str(seed)] = run_one(preset, task, method, seed, out)
+                print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
+                      f"({run['frames_per_second']:.0f} frames/s)", flush=True)
+                entry.update(summarise(entry["seeds"]))
+                save_result(result, out / f"{stem}.json")
 
+
+def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:
+    """The task's JSON written by an earlier run of this preset, or a fresh one (other hyperparameters: fresh)."""
+    fresh = {"task": task, "preset": name, "hyperparameters": json.loads(json.dumps(dataclasses.asdict(preset))),
+             "seeds": list(preset.seeds), "methods": {}}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("preset") == name and old.get("hyperparameters") == fresh["hyperparameters"]:
+            return old
+        print(f"{path}: written with other hyperparameters, starting afresh", flush=True)
+    return fresh
+
+
+def save_result(result: dict, path: Path) -> None:
+    """Writes the JSON atomically (temp file + rename), then its plot."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+    plot_task(result, path.with_suffix(".png"))
 
 if __name__ == "__main__":
     main()

@@ -34,8 +34,10 @@ def _learning(tasks: list[Path]) -> str:
             r = d["methods"].get(m)
             if r is None:
                 cells.append("")
-            else:  # one seed has no interval
-                cells.append(f"{r['final_mean']:.1f}" + (f" ± {r['final_ci95']:.1f}" if len(d["seeds"]) > 1 else ""))
+            else:  # one seed has no interval; a method still short of the preset's seeds says how many it has
+                n = len(r["seeds"])
+                cells.append(f"{r['final_mean']:.1f}" + (f" ± {r['final_ci95']:.1f}" if n > 1 else "")
+                             + (f" ({n} of {len(d['seeds'])} seeds)" if n < len(d["seeds"]) else ""))
         lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}) | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     text += ("\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over seeds "

@@ -9,13 +9,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(script: str, *args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, cwd=ROOT, timeout=300)
+def run(script: str, *args: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, cwd=ROOT,
+                          timeout=300, capture_output=True, text=True).stdout
 
 
 def test_learning_tiny_writes_json_and_png(tmp_path):
-    run("learning.py", "--tiny", "--out", str(tmp_path))
+    # first only MAPPO, as if the benchmark had been stopped after it; the second call keeps it and adds RN
+    run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo")
+    partial = json.loads((tmp_path / "vmas-balance.json").read_text())
+    assert set(partial["methods"]) == {"mappo"} and set(partial["methods"]["mappo"]["seeds"]) == {"0", "1"}
+    out = run("learning.py", "--tiny", "--out", str(tmp_path))
+    assert out.count("kept from") == 2 and out.count("eval return") == 2
     result = json.loads((tmp_path / "vmas-balance.json").read_text())
+    assert result["methods"]["mappo"] == partial["methods"]["mappo"]
     assert (tmp_path / "vmas-balance.png").stat().st_size > 1000
     assert result["task"] == "vmas/balance" and result["preset"] == "tiny" and result["seeds"] == [0, 1]
     assert set(result["methods"]) == {"mappo", "rn-tree2"}
@@ -40,3 +47,27 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
     text = readme.read_text()
     assert "STALE TABLE" not in text and "ratio **" in text and text.startswith("intro") and text.endswith("outro\n")
+
+
+def test_learning_starts_afresh_on_other_hyperparameters(tmp_path):
+    stale = {"task": "vmas/balance", "preset": "tiny", "hyperparameters": {"frames": 1}, "seeds": [0, 1],
+             "methods": {"mappo": {"seeds": {"0": {}, "1": {}}}}}
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(stale))
+    out = run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo")
+    assert "other hyperparameters" in out and "kept from" not in out
+    result = json.loads((tmp_path / "vmas-balance.json").read_text())
+    assert result["hyperparameters"]["frames"] == 200 and result["methods"]["mappo"]["seeds"]["0"]["frames"] == [100, 200]
+
+
+def test_table_marks_methods_short_of_seeds(tmp_path):
+    def method(finals):
+        return {"final_mean": sum(finals) / len(finals), "final_ci95": 1.0,
+                "seeds": {str(i): {"eval_return": [f]} for i, f in enumerate(finals)}}
+
+    result = {"task": "vmas/balance", "preset": "full", "hyperparameters": {"frames": 1000}, "seeds": [0, 1, 2],
+              "methods": {"mappo": method([1.0, 2.0, 3.0]), "rn-tree2": method([4.0])}}
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
+    assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 1.0 | 4.0 (1 of 3 seeds) |" in readme.read_text()
