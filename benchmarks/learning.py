@@ -6,6 +6,7 @@ seed) and ``<out>/<task>.png`` (``<out>`` defaults to ``benchmarks/results/<pres
 
     python benchmarks/learning.py --quick          # 1 seed, short budget: all tasks and methods in < 20 min
     python benchmarks/learning.py --full           # 3 seeds, 1M frames per run: the README table
+    python benchmarks/learning.py --full --tasks vmas/balance --seeds 0   # one slice of it; reruns add the rest
     python benchmarks/make_table.py                # README table from the JSON files
 
 ``<task>.json`` is rewritten (atomically) after every finished run, and a rerun of the same preset keeps the runs
@@ -148,9 +149,14 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: benchmarks/results/<preset>)")
     parser.add_argument("--tasks", nargs="*", help="subset of the preset's tasks")
     parser.add_argument("--methods", nargs="*", help="subset of the preset's methods")
+    parser.add_argument("--seeds", nargs="*", type=int, help="subset of the preset's seeds (e.g. one seed of every "
+                        "method first); the JSON still counts the preset's seeds")
     args = parser.parse_args(argv)
     name = args.preset or "quick"
     preset = PRESETS[name]
+    for flag, given, allowed in (("--methods", args.methods, METHODS), ("--seeds", args.seeds, preset.seeds)):
+        if unknown := [v for v in given or () if v not in allowed]:
+            parser.error(f"{flag}: {unknown} not in {list(allowed)}")  # before any run starts, not after hours
     out = Path(args.out or f"benchmarks/results/{name}")
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks or preset.tasks:
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         result = load_result(out / f"{stem}.json", task, preset, name)
         for method in args.methods or preset.methods:
             entry = result["methods"].setdefault(method, {"definition": METHODS[method], "seeds": {}})
-            for seed in preset.seeds:
+            for seed in args.seeds or preset.seeds:
                 if str(seed) in entry["seeds"]:
                     print(f"{task} {method} seed {seed}: kept from {out / f'{stem}.json'}", flush=True)
                     continue

@@ -234,8 +234,9 @@ class RNTrainer:
 
     def make_collector(self, total_frames: int = -1) -> Collector:
         """A stock :class:`~torchrl.collectors.Collector` of this run's env and policy."""
+        # our policies are not recurrent: no InitTracker/primer for torchrl to add (and no FutureWarning about it)
         return Collector(self.env, self.policy, frames_per_batch=self.config.frames_per_batch,
-                         total_frames=total_frames, device=self.device)
+                         total_frames=total_frames, device=self.device, auto_register_policy_transforms=False)
 
     def update(self, data: TensorDictBase) -> float:
         """One PPO update on a collected batch: advantages, then ``epochs`` passes of minibatches.
