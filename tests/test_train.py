@@ -121,6 +121,17 @@ def test_config_validation():
         TrainConfig(algo="qmix")
     with pytest.raises(ValueError, match="multiple of max_steps"):
         TrainConfig(frames_per_batch=150, max_steps=100)
+    with pytest.raises(ValueError, match=r"unknown logger 'foo'; choose one of \['csv', 'tensorboard'"):
+        TrainConfig(logger="foo")
+
+
+def test_cli_logger_without_its_package(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    code, out = run_cli(capsys, "train", "--task", "mock", "--logger", "wandb", "--out", str(tmp_path))
+    assert code == 2 and out.err == "rn: error: logger 'wandb' needs the wandb package: pip install wandb\n"
 
 
 def test_cli_train_then_resume_keeps_the_checkpoint_budget(capsys, tmp_path):

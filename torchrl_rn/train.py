@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -49,6 +50,9 @@ from torchrl_rn.loss import RNLoss
 __all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "main"]
 
 ALGOS = ("rn", "mappo", "ippo")
+#: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
+LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
+           "trackio": "trackio"}
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -100,6 +104,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; choose one of {ALGOS}.")
+        if self.logger not in LOGGERS:
+            raise ValueError(f"unknown logger {self.logger!r}; choose one of {[k for k in LOGGERS if k]} or ''.")
+        package = LOGGERS[self.logger]
+        if package and importlib.util.find_spec(package) is None:  # fail now, not after the first batch
+            raise ValueError(f"logger {self.logger!r} needs the {package} package: pip install {package}")
         for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
