@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
+from torchrl.data import Bounded, Categorical
+from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
+from torchrl_rn import LevelEnv, RNGraph, RNTrainer
 from torchrl_rn.envs import DEFAULT_N_AGENTS, MockMultiAgentEnv, make_env, vmas_scenarios
+from torchrl_rn.train import TrainConfig
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -163,3 +169,89 @@ def test_bad_tasks_name_the_task():
         make_env("gym/Pendulum-v1", n_agents=2)
     with pytest.raises(ValueError, match=r"Known: .*balance"):
         make_env("vmas/nope")
+
+
+# ---------------------------------------------------------------------- PettingZoo (MPE from mpe2)
+def test_pettingzoo_simple_spread_specs():
+    env = make_env("pettingzoo/simple_spread_v3", n_agents=3, num_envs=4, max_steps=25, seed=0)
+    check_env_specs(env)
+    assert env.batch_size == (4,)
+    assert list(env.full_observation_spec.keys()) == ["agents"]  # every agent in the one group "agents"
+    assert env.full_observation_spec["agents", "observation"].shape == (4, 3, 18)
+    action = env.full_action_spec["agents", "action"]
+    assert isinstance(action, Bounded) and action.shape == (4, 3, 5)  # continuous by default
+    assert (action.space.low == 0).all() and (action.space.high == 1).all()
+    assert env.full_reward_spec["agents", "reward"].shape == (4, 3, 1)
+    for key in ("done", "terminated", "truncated"):
+        assert env.full_done_spec[key].shape == (4, 1)
+    td = env.rollout(3)
+    assert td["next", "agents", "reward"].shape == (4, 3, 3, 1) and (td["next", "agents", "reward"] != 0).all()
+    # the family-qualified name (TorchRL's PettingZooEnv task form) and the agent count / action kind options
+    other = make_env("pettingzoo/mpe/simple_spread_v3", n_agents=2, num_envs=1, continuous_actions=False)
+    assert other.full_observation_spec["agents", "observation"].shape == (1, 2, 12)  # 18 - the 3rd agent, landmark
+    discrete = other.full_action_spec["agents", "action"]
+    assert isinstance(discrete, Categorical) and discrete.shape == (1, 2) and discrete.n == 5
+    check_env_specs(other)
+
+
+def test_pettingzoo_seed():
+    def first_obs(seed):
+        return make_env("pettingzoo/simple_spread_v3", num_envs=2, seed=seed).reset()["agents", "observation"]
+
+    a = first_obs(0)
+    assert torch.equal(a, first_obs(0)) and not torch.equal(a, first_obs(1))
+    assert not torch.equal(a[0], a[1])  # the vectorised copies are seeded apart
+
+
+def test_pettingzoo_max_steps_truncates_and_sets_the_root_done():
+    env = make_env("pettingzoo/simple_spread_v3", n_agents=3, num_envs=2, max_steps=3, seed=0)
+    assert env.rollout(10).shape == (2, 3)  # stops at max_steps
+    td = env.rollout(7, break_when_any_done=False)
+    done = td["next", "done"]
+    assert done.shape == (2, 7, 1)
+    assert done[:, [2, 5]].all() and done.sum() == 4  # every episode ends after 3 steps, then restarts
+    assert torch.equal(td["next", "truncated"], done) and not td["next", "terminated"].any()
+
+
+def test_pettingzoo_level_env_and_trainer(tmp_path):
+    graph = RNGraph.tree(4, [2])
+    env = TransformedEnv(make_env("pettingzoo/simple_spread_v3", n_agents=4, num_envs=2, max_steps=5, seed=0),
+                         LevelEnv(graph))
+    check_env_specs(env)
+    assert env.full_reward_spec["level1", "reward"].shape == (2, 2, 1)
+    cfg = TrainConfig(task="pettingzoo/simple_spread_v3", n_agents=4, graph="tree:2", frames=100, frames_per_batch=50,
+                      max_steps=5, minibatch_size=50, epochs=1, num_cells=8, manager_cells=8, eval_every=2,
+                      eval_envs=2, logger="csv", out=str(tmp_path / "run"))
+    history = RNTrainer(cfg, progress=False).train()
+    assert [r["frames"] for r in history] == [50, 100]
+    assert all(r["train_return"] < 0 for r in history)  # simple_spread's reward is a negative distance
+
+
+def test_pettingzoo_errors_name_the_task(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown task 'pettingzoo/nope_v1': no PettingZoo env 'nope_v1'\. Known: .*"
+                                         r"mpe/simple_spread_v3"):
+        make_env("pettingzoo/nope_v1")
+    with pytest.raises(ValueError, match=r"unknown task 'pettingzoo/sisl/simple_spread_v3'"):
+        make_env("pettingzoo/sisl/simple_spread_v3")  # the family must be the env's own
+    with pytest.raises(ValueError, match=r"task 'pettingzoo/simple_adversary_v3': its agents cannot form one group: "
+                                         r"'agent_0' has .*\(10,\).* but 'adversary_0' has .*\(8,\)"):
+        make_env("pettingzoo/simple_adversary_v3", num_envs=1)  # adversaries see 8 features, good agents 10
+    with pytest.raises(ValueError, match=r"task 'pettingzoo/tictactoe_v3' has no parallel API"):
+        make_env("pettingzoo/tictactoe_v3", num_envs=1)
+    with pytest.raises(ValueError, match=r"task 'pettingzoo/classic/rps_v2' has OneHot observations of shape \(4,\) "
+                                         r"\(torch.int64\) per agent; torchrl-rn needs one flat float vector"):
+        make_env("pettingzoo/classic/rps_v2", num_envs=1)  # one-hot integer observations
+    with pytest.raises(ValueError, match=r"task 'pettingzoo/simple_v3' cannot take n_agents=3: it has 1 agent"):
+        make_env("pettingzoo/simple_v3", n_agents=3, num_envs=1)
+    monkeypatch.setitem(sys.modules, "chess", None)  # as if pettingzoo[classic] were not installed
+    for cached in [m for m in sys.modules if m.startswith("pettingzoo.classic.chess")]:
+        monkeypatch.delitem(sys.modules, cached)
+    with pytest.raises(ImportError, match=r"task 'pettingzoo/chess_v6' needs .* pip install 'pettingzoo\[classic\]'"):
+        make_env("pettingzoo/chess_v6", num_envs=1)
+    monkeypatch.setitem(sys.modules, "mpe2", None)
+    with pytest.raises(ValueError, match=r"unknown task 'pettingzoo/simple_spread_v3'.*need pip install mpe2"):
+        make_env("pettingzoo/simple_spread_v3")
+    monkeypatch.setitem(sys.modules, "pettingzoo", None)
+    with pytest.raises(ImportError, match=r"task 'pettingzoo/simple_spread_v3' needs PettingZoo, which is not "
+                                          r"installed: pip install pettingzoo mpe2"):
+        make_env("pettingzoo/simple_spread_v3")

@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             trainer = RNTrainer.resume(args.checkpoint, progress=False)
             print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
-    except (GraphError, CheckpointError, ValueError, KeyError) as err:
+    except (GraphError, CheckpointError, ValueError, KeyError, ImportError) as err:  # bad input: one line
         if os.environ.get("RN_TRACEBACK"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
