@@ -19,6 +19,8 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
     run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1")
     partial = json.loads((tmp_path / "vmas-balance.json").read_text())
     assert set(partial["methods"]) == {"mappo"} and set(partial["methods"]["mappo"]["seeds"]) == {"1"}
+    partial["hyperparameters"]["methods"] = ["mappo"]  # as if written before the preset had more methods: kept
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(partial))
     out = run("learning.py", "--tiny", "--out", str(tmp_path))
     assert out.count("kept from") == 1 and out.count("eval return") == 3
     result = json.loads((tmp_path / "vmas-balance.json").read_text())
