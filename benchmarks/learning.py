@@ -206,5 +206,6 @@ def save_result(result: dict, path: Path) -> None:
     os.replace(tmp, path)
     plot_task(result, path.with_suffix(".png"))
 
+
 if __name__ == "__main__":
     main()
