@@ -9,6 +9,9 @@ seed) and ``<out>/<task>.png`` (``<out>`` defaults to ``benchmarks/results/<pres
     python benchmarks/learning.py --full --tasks vmas/balance --seeds 0   # one slice of it; reruns add the rest
     python benchmarks/make_table.py                # README table from the JSON files
 
+Two slices can run side by side (say ``--threads 1`` each on 2 cores, about 1.5x the total rate of one run with
+2 threads): every save merges into the JSON on disk under a file lock, so neither loses the other's runs.
+
 ``<task>.json`` is rewritten (atomically) after every finished run, and a rerun of the same preset keeps the runs
 it already holds: an interrupted benchmark, or one spread over several sessions, continues where it stopped.
 A JSON file written with other training hyperparameters is never mixed in: the rerun starts that task afresh
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -28,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
+import torch
 
 from torchrl_rn.train import RNTrainer, TrainConfig
 
@@ -93,6 +99,7 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         "train_return": [r["train_return"] for r in history],
         "wall_seconds": wall,
         "frames_per_second": trainer.frames / wall,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -157,7 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="*", help="subset of the preset's methods")
     parser.add_argument("--seeds", nargs="*", type=int, help="subset of the preset's seeds (e.g. one seed of every "
                         "method first); the JSON still counts the preset's seeds")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     name = args.preset or "quick"
     preset = PRESETS[name]
     for flag, given, allowed in (("--methods", args.methods, METHODS), ("--seeds", args.seeds, preset.seeds)):
@@ -177,8 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 run = entry["seeds"][str(seed)] = run_one(preset, task, method, seed, out)
                 print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
                       f"({run['frames_per_second']:.0f} frames/s)", flush=True)
-                entry.update(summarise(entry["seeds"]))
-                save_result(result, out / f"{stem}.json")
+                result = save_result(result, out / f"{stem}.json")
 
 
 def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:
@@ -199,13 +208,27 @@ def _training(hyperparameters: dict) -> dict:
     return {k: v for k, v in hyperparameters.items() if k not in ("tasks", "methods", "seeds")}
 
 
-def save_result(result: dict, path: Path) -> None:
-    """Writes the JSON atomically (temp file + rename), then its plot."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
-    plot_task(result, path.with_suffix(".png"))
-
+def save_result(result: dict, path: Path) -> dict:
+    """Merges ``result`` into the JSON on disk (runs another process saved meanwhile are kept), writes it
+    atomically (temp file + rename) under a file lock, then its plot. Returns the merged result."""
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            disk = json.loads(path.read_text())
+            if disk.get("preset") == result["preset"] and _training(disk["hyperparameters"]) == _training(
+                    result["hyperparameters"]):
+                for method, entry in disk["methods"].items():
+                    mine = result["methods"].setdefault(method, {"definition": entry["definition"], "seeds": {}})
+                    for seed, run in entry["seeds"].items():
+                        mine["seeds"].setdefault(seed, run)
+        for entry in result["methods"].values():
+            if entry["seeds"]:
+                entry.update(summarise(entry["seeds"]))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, path)
+        plot_task(result, path.with_suffix(".png"))
+    return result
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end with their tiny presets and write files of the documented schema."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,9 +17,10 @@ def run(script: str, *args: str) -> str:
 
 def test_learning_tiny_writes_json_and_png(tmp_path):
     # first one slice (MAPPO, seed 1), as if the benchmark had been stopped after it; the rerun keeps it, adds the rest
-    run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1")
+    run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1", "--threads", "1")
     partial = json.loads((tmp_path / "vmas-balance.json").read_text())
     assert set(partial["methods"]) == {"mappo"} and set(partial["methods"]["mappo"]["seeds"]) == {"1"}
+    assert partial["methods"]["mappo"]["seeds"]["1"]["threads"] == 1
     partial["hyperparameters"]["methods"] = ["mappo"]  # as if written before the preset had more methods: kept
     (tmp_path / "vmas-balance.json").write_text(json.dumps(partial))
     out = run("learning.py", "--tiny", "--out", str(tmp_path))
@@ -73,3 +75,28 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
     assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 1.0 | 4.0 (1 of 3 seeds) |" in readme.read_text()
+
+
+def test_parallel_slices_merge_instead_of_overwriting(tmp_path, monkeypatch):
+    # two processes load the same (empty) task JSON, each finishes a different run and saves: both runs survive
+    spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", learning)  # dataclasses look their module up there
+    spec.loader.exec_module(learning)
+    preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
+    first = learning.load_result(path, "vmas/balance", preset, "tiny")
+    second = learning.load_result(path, "vmas/balance", preset, "tiny")
+
+    def add(result, method, seed, final):
+        entry = result["methods"].setdefault(method, {"definition": learning.METHODS[method], "seeds": {}})
+        entry["seeds"][seed] = {"frames": [100], "eval_return": [final], "frames_per_second": 1.0}
+
+    add(first, "mappo", "0", 1.0)
+    learning.save_result(first, path)
+    add(second, "mappo", "1", 3.0)
+    add(second, "rn-tree2", "0", 5.0)
+    merged = learning.save_result(second, path)
+    on_disk = json.loads(path.read_text())
+    assert merged == on_disk
+    assert set(on_disk["methods"]["mappo"]["seeds"]) == {"0", "1"} and on_disk["methods"]["mappo"]["final_mean"] == 2.0
+    assert on_disk["methods"]["rn-tree2"]["final_mean"] == 5.0
