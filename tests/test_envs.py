@@ -255,3 +255,24 @@ def test_pettingzoo_errors_name_the_task(monkeypatch):
     with pytest.raises(ImportError, match=r"task 'pettingzoo/simple_spread_v3' needs PettingZoo, which is not "
                                           r"installed: pip install pettingzoo mpe2"):
         make_env("pettingzoo/simple_spread_v3")
+
+
+def test_pettingzoo_without_max_cycles_is_truncated_by_a_step_counter(monkeypatch):
+    # a parallel env with no max_cycles argument (here simple_spread with a 1000-step limit hidden inside)
+    import types
+
+    from mpe2 import simple_spread_v3
+
+    import torchrl_rn.envs as envs
+
+    def parallel_env(N=3, continuous_actions=False):
+        return simple_spread_v3.parallel_env(N=N, continuous_actions=continuous_actions, max_cycles=1000)
+
+    unlimited = types.SimpleNamespace(parallel_env=parallel_env)
+    monkeypatch.setattr(envs, "_pettingzoo_module", lambda task, name: unlimited)
+    env = make_env("pettingzoo/simple_spread_v3", n_agents=3, num_envs=2, max_steps=4, seed=0)
+    check_env_specs(env)
+    td = env.rollout(9, break_when_any_done=False)
+    done = td["next", "done"]
+    assert done[:, [3, 7]].all() and done.sum() == 4  # truncated after 4 steps, then restarted
+    assert torch.equal(td["next", "truncated"], done) and not td["next", "terminated"].any()
