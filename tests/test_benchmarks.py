@@ -64,9 +64,8 @@ def test_learning_starts_afresh_on_other_hyperparameters(tmp_path):
 
 
 def test_table_marks_methods_short_of_seeds(tmp_path):
-    def method(finals):
-        return {"final_mean": sum(finals) / len(finals), "final_ci95": 1.0,
-                "seeds": {str(i): {"eval_return": [f]} for i, f in enumerate(finals)}}
+    def method(finals):  # each run: an early evaluation of 10, then its final one
+        return {"seeds": {str(i): {"eval_return": [10.0, f]} for i, f in enumerate(finals)}}
 
     result = {"task": "vmas/balance", "preset": "full", "hyperparameters": {"frames": 1000}, "seeds": [0, 1, 2],
               "methods": {"mappo": method([1.0, 2.0, 3.0]), "rn-tree2": method([4.0])}}
@@ -74,7 +73,11 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
-    assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 1.0 | 4.0 (1 of 3 seeds) |" in readme.read_text()
+    final, late = readme.read_text().split("last 5 evaluations")
+    # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48
+    assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
+    # means of the last evaluations 5.5, 6, 6.5 and 7
+    assert "| vmas/balance (full, 3, 1,000) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
 
 
 def test_parallel_slices_merge_instead_of_overwriting(tmp_path, monkeypatch):
