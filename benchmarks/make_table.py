@@ -19,7 +19,8 @@ LATE = 5
 
 def table(results: Path) -> str:
     tasks = sorted(p for p in results.rglob("*.json") if p.name != "throughput.json" and "runs" not in p.parts)
-    return "\n\n".join(filter(None, [_learning(tasks), _throughput(results / "throughput.json")]))
+    speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
+    return "\n\n".join(filter(None, [_learning(tasks), *speed]))
 
 
 def _learning(tasks: list[Path]) -> str:
@@ -70,7 +71,7 @@ def _throughput(tp: Path) -> str:
             f"RN {t['preset']['rn_graph']} {rates['rn']:.0f} frames/s, MAPPO {rates['mappo']:.0f} frames/s, "
             f"ratio **{t['training']['rn_over_mappo']:.2f}**; a {largest['motors']}-motor 3-level graph steps at "
             f"{largest['speed_vs_flat_mlp']:.2f}x a flat MultiAgentMLP's speed; raw VMAS "
-            f"{t['vmas_frames_per_second']:.0f} frames/s. Plot: `benchmarks/results/throughput.png`.")
+            f"{t['vmas_frames_per_second']:.0f} frames/s. Plot: `{tp.with_suffix('.png').as_posix()}`.")
 
 
 def main(argv: list[str] | None = None) -> None:

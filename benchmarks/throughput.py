@@ -9,6 +9,7 @@
 Writes ``<out>/throughput.json`` and ``<out>/throughput.png``.
 
     python benchmarks/throughput.py            # default preset, a few minutes on 2 CPU cores
+    python benchmarks/throughput.py --threads 1 --out benchmarks/results/threads1   # per-core cost
 """
 from __future__ import annotations
 
@@ -149,7 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="default")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     p = PRESETS[args.preset]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

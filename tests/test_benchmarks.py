@@ -38,8 +38,9 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
 
 
 def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
-    run("throughput.py", "--preset", "tiny", "--out", str(tmp_path))
+    run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "throughput.json").read_text())
+    assert result["threads"] == 1
     assert (tmp_path / "throughput.png").stat().st_size > 1000
     assert result["training"]["rn_over_mappo"] > 0 and len(result["training"]["samples"]["rn"]) == 2
     assert {(r["motors"], r["graph"]) for r in result["policy"]} == {
