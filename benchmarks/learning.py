@@ -26,14 +26,13 @@ import argparse
 import dataclasses
 import fcntl
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 import torch
+from benchmark_stats import mean_ci95  # this script runs from benchmarks/
 
 from torchrl_rn.train import RNTrainer, TrainConfig
 
@@ -103,22 +102,6 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         "frames_per_second": trainer.frames / wall,
         "threads": torch.get_num_threads(),
     }
-
-
-def mean_ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of a 95% Student-t interval (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, _t975(n - 1) * std / math.sqrt(n)
-
-
-def _t975(df: int) -> float:
-    """97.5% quantile of Student's t (exact table to 10 degrees of freedom, then z + (z^3 + z) / 4df)."""
-    table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-    return table[df - 1] if df <= len(table) else 1.96 + (1.96**3 + 1.96) / (4 * df)
 
 
 def summarise(seeds: dict[str, dict]) -> dict:
@@ -198,16 +181,21 @@ def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:
              "seeds": list(preset.seeds), "methods": {}}
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("preset") == name and _training(old.get("hyperparameters", {})) == _training(fresh["hyperparameters"]):
+        if _same_training(old, fresh):
             old["hyperparameters"], old["seeds"] = fresh["hyperparameters"], fresh["seeds"]
             return old
         print(f"{path}: written with other hyperparameters, starting afresh", flush=True)
     return fresh
 
 
-def _training(hyperparameters: dict) -> dict:
-    """What a run's result depends on: the preset less its lists of tasks, methods and seeds to run."""
-    return {k: v for k, v in hyperparameters.items() if k not in ("tasks", "methods", "seeds")}
+def _same_training(a: dict, b: dict) -> bool:
+    """Whether two task results hold runs of the same preset and training hyperparameters (the preset less its
+    lists of tasks, methods and seeds to run), whose runs may therefore be mixed."""
+
+    def training(result: dict) -> dict:
+        return {k: v for k, v in result.get("hyperparameters", {}).items() if k not in ("tasks", "methods", "seeds")}
+
+    return a.get("preset") == b.get("preset") and training(a) == training(b)
 
 
 def save_result(result: dict, path: Path) -> dict:
@@ -217,8 +205,7 @@ def save_result(result: dict, path: Path) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             disk = json.loads(path.read_text())
-            if disk.get("preset") == result["preset"] and _training(disk["hyperparameters"]) == _training(
-                    result["hyperparameters"]):
+            if _same_training(disk, result):
                 for method, entry in disk["methods"].items():
                     mine = result["methods"].setdefault(method, {"definition": entry["definition"], "seeds": {}})
                     for seed, run in entry["seeds"].items():
@@ -231,6 +218,7 @@ def save_result(result: dict, path: Path) -> dict:
         os.replace(tmp, path)
         plot_task(result, path.with_suffix(".png"))
     return result
+
 
 if __name__ == "__main__":
     main()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
-from learning import mean_ci95  # the benchmark's own statistics (this script runs from benchmarks/)
+from benchmark_stats import mean_ci95  # the benchmark's own statistics (this script runs from benchmarks/)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: evaluations averaged by the second table
@@ -29,7 +30,7 @@ def _learning(tasks: list[Path]) -> str:
     data = [json.loads(p.read_text()) for p in tasks]
     methods = list(dict.fromkeys(m for d in data for m in d["methods"]))
     final = _table(data, methods, lambda run: run["eval_return"][-1])
-    late = _table(data, methods, lambda run: sum(run["eval_return"][-LATE:]) / len(run["eval_return"][-LATE:]))
+    late = _table(data, methods, lambda run: statistics.fmean(run["eval_return"][-LATE:]))
     return (f"{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
             "seeds (the mean alone with one seed). Curves: `benchmarks/results/<preset>/<task>.png`.\n\n"
             f"The same runs scored by the mean of their last {LATE} evaluations (the last 150k frames of the full "

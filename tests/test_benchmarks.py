@@ -86,6 +86,7 @@ def test_parallel_slices_merge_instead_of_overwriting(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
     learning = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "learning", learning)  # dataclasses look their module up there
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its sibling modules import
     spec.loader.exec_module(learning)
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
     first = learning.load_result(path, "vmas/balance", preset, "tiny")
