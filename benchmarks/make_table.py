@@ -57,7 +57,9 @@ def _table(data: list[dict], methods: list[str], score) -> str:
             mean, ci = mean_ci95([score(run) for run in r["seeds"].values()])
             cells.append(f"{mean:.1f}" + (f" ± {ci:.1f}" if n > 1 else "")
                          + (f" ({n} of {len(d['seeds'])} seeds)" if n < len(d["seeds"]) else ""))
-        lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}) | " + " | ".join(cells) + " |")
+        extra = ", normalized advantages" if d["hyperparameters"].get("normalize_advantage") else ""
+        lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}{extra}) | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines)
 
 

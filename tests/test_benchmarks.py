@@ -1,11 +1,14 @@
 """The benchmark scripts run end to end with their tiny presets and write files of the documented schema."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,23 +74,48 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
     result = {"task": "vmas/balance", "preset": "full", "hyperparameters": {"frames": 1000}, "seeds": [0, 1, 2],
               "methods": {"mappo": method([1.0, 2.0, 3.0]), "rn-tree2": method([4.0])}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
+    spread = {"task": "vmas/simple_spread", "preset": "spread", "seeds": [0],
+              "hyperparameters": {"frames": 300, "normalize_advantage": True}, "methods": {"mappo": method([-5.0])}}
+    (tmp_path / "vmas-simple_spread.json").write_text(json.dumps(spread))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
     final, late = readme.read_text().split("last 5 evaluations")
     # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48
     assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
+    assert "| vmas/simple_spread (spread, 1, 300, normalized advantages) | -5.0 |  |" in final
     # means of the last evaluations 5.5, 6, 6.5 and 7
     assert "| vmas/balance (full, 3, 1,000) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
 
 
-def test_parallel_slices_merge_instead_of_overwriting(tmp_path, monkeypatch):
-    # two processes load the same (empty) task JSON, each finishes a different run and saves: both runs survive
+@pytest.fixture
+def learning(monkeypatch):
+    """``benchmarks/learning.py`` as a module."""
     spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
-    learning = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "learning", learning)  # dataclasses look their module up there
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", module)  # dataclasses look their module up there
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its sibling modules import
-    spec.loader.exec_module(learning)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runs_from_before_a_new_hyperparameter_are_kept_at_its_default(tmp_path, learning):
+    # a JSON written before Preset had normalize_advantage: its runs used the default (False), so they are kept...
+    preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
+    old = learning.load_result(path, "vmas/balance", preset, "tiny")
+    del old["hyperparameters"]["normalize_advantage"]
+    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
+    path.write_text(json.dumps(old))
+    kept = learning.load_result(path, "vmas/balance", preset, "tiny")
+    assert kept["methods"]["mappo"]["seeds"] == {"0": {"eval_return": [1.0]}}
+    assert kept["hyperparameters"]["normalize_advantage"] is False
+    # ... but not by a preset that sets it
+    other = dataclasses.replace(preset, normalize_advantage=True)
+    assert learning.load_result(path, "vmas/balance", other, "tiny")["methods"] == {}
+
+
+def test_parallel_slices_merge_instead_of_overwriting(tmp_path, learning):
+    # two processes load the same (empty) task JSON, each finishes a different run and saves: both runs survive
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
     first = learning.load_result(path, "vmas/balance", preset, "tiny")
     second = learning.load_result(path, "vmas/balance", preset, "tiny")
