@@ -3,16 +3,16 @@ table script starts in a blink)."""
 from __future__ import annotations
 
 import math
+import statistics
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float]:
     """Mean and half-width of a 95% Student-t interval (0 for a single value)."""
     n = len(values)
-    mean = sum(values) / n
+    mean = statistics.fmean(values)
     if n < 2:
         return mean, 0.0
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, _t975(n - 1) * std / math.sqrt(n)
+    return mean, _t975(n - 1) * statistics.stdev(values) / math.sqrt(n)
 
 
 def _t975(df: int) -> float:

@@ -70,7 +70,8 @@ def _throughput(tp: Path) -> str:
     rates = t["training"]["frames_per_second"]
     largest = max((r for r in t["policy"] if r["graph"] == "tree:2,2"), key=lambda r: r["motors"])
     return (f"Throughput ({t['preset']['task']}, {t['preset']['frames_per_batch']} frames/batch, "
-            f"{t['preset']['epochs']} epochs, {t['threads']} threads, median of {t['preset']['reps']}): "
+            f"{t['preset']['epochs']} epochs, {t['threads']} thread{'s' * (t['threads'] != 1)}, "
+            f"median of {t['preset']['reps']}): "
             f"RN {t['preset']['rn_graph']} {rates['rn']:.0f} frames/s, MAPPO {rates['mappo']:.0f} frames/s, "
             f"ratio **{t['training']['rn_over_mappo']:.2f}**; a {largest['motors']}-motor 3-level graph steps at "
             f"{largest['speed_vs_flat_mlp']:.2f}x a flat MultiAgentMLP's speed; raw VMAS "
