@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train", "envs"]
+MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -15,15 +15,11 @@ through TorchRL's loggers (``csv`` by default).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
-import importlib.util
 import json
 import os
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,91 +39,14 @@ from tqdm.auto import tqdm
 
 from torchrl_rn.composer import GraphComposer
 from torchrl_rn.envs import make_env
-from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.graph import RNGraph
 from torchrl_rn.level_env import LevelEnv
 from torchrl_rn.loss import RNLoss
+from torchrl_rn.train.checkpoint import CHECKPOINT, load_checkpoint
+from torchrl_rn.train.config import TrainConfig
+from torchrl_rn.train.plots import plot_curves
 
-__all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "main"]
-
-ALGOS = ("rn", "mappo", "ippo")
-#: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
-LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
-           "trackio": "trackio"}
-CHECKPOINT = "checkpoint.pt"
-
-
-class CheckpointError(ValueError):
-    """A path given to ``--resume`` / ``rn eval`` that is not a torchrl-rn checkpoint."""
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run. Defaults follow TorchRL's MAPPO tutorial, with 10 epochs and a short budget.
-
-    Examples:
-        >>> TrainConfig(task="vmas/navigation", frames=12_000).frames_per_batch
-        6000
-    """
-
-    task: str = "vmas/balance"
-    n_agents: int | None = None
-    algo: str = "rn"
-    graph: str = "tree:2"
-    frames: int = 60_000
-    frames_per_batch: int = 6_000
-    max_steps: int = 100
-    epochs: int = 10
-    minibatch_size: int = 400
-    lr: float = 3e-4
-    max_grad_norm: float = 1.0
-    gamma: float = 0.99
-    lmbda: float = 0.9
-    clip_epsilon: float = 0.2
-    entropy_coeff: float = 1e-4
-    normalize_advantage: bool = False
-    num_cells: int = 256
-    manager_cells: int = 64
-    share_params: bool = True
-    # RN-specific: message function of non-motor vertices, graph-advantage mixing, critic scope, gradient flow
-    phi: str = "identity"
-    beta: float = 0.0
-    neighbourhood: str = "both"
-    critic: str = "group"
-    detach_messages: bool = False
-    eval_every: int = 2
-    eval_envs: int = 16
-    seed: int = 0
-    device: str = "cpu"
-    logger: str = "csv"
-    out: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; choose one of {ALGOS}.")
-        if self.logger not in LOGGERS:
-            raise ValueError(f"unknown logger {self.logger!r}; choose one of {[k for k in LOGGERS if k]} or ''.")
-        package = LOGGERS[self.logger]
-        if package and importlib.util.find_spec(package) is None:  # fail now, not after the first batch
-            raise ValueError(f"logger {self.logger!r} needs the {package} package: pip install {package}")
-        for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.frames_per_batch % self.max_steps:
-            raise ValueError(
-                f"frames_per_batch ({self.frames_per_batch}) must be a multiple of max_steps ({self.max_steps}): "
-                "the collector runs frames_per_batch / max_steps vectorised envs."
-            )
-
-    @property
-    def num_envs(self) -> int:
-        return self.frames_per_batch // self.max_steps
-
-    @property
-    def run_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        name = self.algo if self.algo != "rn" else f"rn-{self.graph.replace(':', '').replace(',', '-')}"
-        return Path("results") / f"{self.task.replace('/', '-')}_{name}_seed{self.seed}"
+__all__ = ["RNTrainer"]
 
 
 class RNTrainer:
@@ -357,22 +276,6 @@ class RNTrainer:
         return trainer
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint file (or the ``checkpoint.pt`` of a run folder), with a clear error if it is not one."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {str(path)!r}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is "not a checkpoint"
-        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint ({type(err).__name__}).") from None
-    if not isinstance(state, dict) or state.get("format") != "torchrl-rn/1":
-        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint.")
-    return state
-
-
 def _episode_return(data: TensorDictBase) -> float:
     """Mean (over agents) return of the episodes that ended in this batch; NaN if none did."""
     done = data.get(("next", "done")).squeeze(-1)
@@ -387,76 +290,3 @@ def _first_episode_return(td: TensorDictBase) -> float:
     done = td.get(("next", "done")).squeeze(-1).int()
     alive = (done.cumsum(-1) - done) == 0  # up to and including the first done
     return (reward * alive).sum(-1).mean().item()
-
-
-def plot_curves(history: list[dict[str, float]], path: str | Path, *, title: str = "") -> None:
-    """Training and evaluation return against frames, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    frames = [r["frames"] for r in history]
-    ax.plot(frames, [r["train_return"] for r in history], label="train (episodes ended in batch)")
-    evals = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
-    if evals:
-        ax.plot(*zip(*evals), "o-", label="eval (deterministic)")
-    ax.set_xlabel("frames")
-    ax.set_ylabel("mean episode return")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rn", description="Reinforcement Networks on TorchRL.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an RN graph or a MAPPO/IPPO baseline")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        # None = not given: TrainConfig's default for a new run, the checkpoint's value with --resume
-        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        if isinstance(default, bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default: {default}")
-        else:
-            kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
-            train.add_argument(flag, type=kind, default=None, help=f"default: {default}")
-    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
-    ev.add_argument("checkpoint")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rn`` command."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "train":
-            if args.resume:
-                trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
-            else:
-                given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-                config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-                trainer = RNTrainer(config, progress=not args.no_progress)
-            history = trainer.train()
-            last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
-            print(f"done: {trainer.frames} frames, eval return {last:.3f}, results in {trainer.config.run_dir}")
-        else:
-            trainer = RNTrainer.resume(args.checkpoint, progress=False)
-            print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
-    except (GraphError, CheckpointError, ValueError, KeyError, ImportError) as err:  # bad input: one line
-        if os.environ.get("RN_TRACEBACK"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rn: error: {message}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

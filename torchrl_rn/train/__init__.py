@@ -1,0 +1,20 @@
+"""Training runs: the ``rn`` command line and :class:`RNTrainer`, one concept per module.
+
+* :mod:`~torchrl_rn.train.config`: :class:`TrainConfig`, every knob of a run;
+* :mod:`~torchrl_rn.train.trainer`: :class:`RNTrainer`, TorchRL's multi-agent PPO recipe for RN, MAPPO and IPPO;
+* :mod:`~torchrl_rn.train.checkpoint`: atomic checkpoints and :func:`load_checkpoint`;
+* :mod:`~torchrl_rn.train.plots`: the curves of a run;
+* :mod:`~torchrl_rn.train.cli`: the ``rn`` command.
+
+Library modules (graph, vertex, composer, level_env, advantage, loss, envs) never import this package.
+"""
+from __future__ import annotations
+
+from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
+from torchrl_rn.train.cli import main
+from torchrl_rn.train.config import ALGOS, LOGGERS, TrainConfig
+from torchrl_rn.train.plots import plot_curves
+from torchrl_rn.train.trainer import RNTrainer
+
+__all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "load_checkpoint", "plot_curves", "main", "ALGOS", "LOGGERS",
+           "CHECKPOINT"]
