@@ -91,6 +91,18 @@ def test_vmas_tasks(scenario):
     assert make_env(f"vmas/{scenario}", n_agents=2, num_envs=2).full_action_spec["agents", "action"].shape[1] == 2
 
 
+@pytest.mark.parametrize("scenario", ["simple_spread", "navigation"])
+def test_vmas_time_limit_is_a_truncation_not_a_termination(scenario):
+    # VmasEnv(max_steps=...) would mark the horizon as terminated and GAE would never bootstrap there
+    env = make_env(f"vmas/{scenario}", num_envs=2, max_steps=4, seed=0)
+    td = env.rollout(8, break_when_any_done=False)
+    truncated = td["next", "truncated"].squeeze(-1)
+    assert truncated[:, [3, 7]].all() and truncated.sum() == 4
+    assert torch.equal(td["next", "done"].squeeze(-1), truncated)
+    assert not td["next", "terminated"].any()
+    assert td["next", "step_count"][:, 4].squeeze(-1).tolist() == [1, 1]  # a new episode after the limit
+
+
 def test_make_env_passes_options_through():
     env = make_env("mock", n_agents=5, num_envs=3, max_steps=2, seed=1, obs_dim=6, action_dim=3)
     assert env.full_observation_spec["agents", "observation"].shape == (3, 5, 6)

@@ -93,7 +93,9 @@ def make_env(
         n_agents (int, optional): number of agents (VMAS, mock and PettingZoo envs that take an agent count, such
             as MPE's ``N``; gym takes only 1); defaults to :data:`DEFAULT_N_AGENTS` or the scenario's own default.
         num_envs (int): vectorised environments (the env's batch size).
-        max_steps (int): episode length limit (PettingZoo's ``max_cycles``).
+        max_steps (int): episode length limit (PettingZoo's ``max_cycles``). Reaching it is a *truncation*
+            (``truncated=True``, ``terminated=False``) for every task, so advantage estimators bootstrap there;
+            VMAS envs get it from TorchRL's :class:`~torchrl.envs.StepCounter`.
         device: where the env runs; CPU by default.
         seed (int, optional): seeds the env.
         continuous_actions (bool): continuous (default) or discrete actions, for VMAS, mock and PettingZoo envs
@@ -147,11 +149,15 @@ def make_env(
             scenario_kwargs["n_agents"] = n_agents
         elif name in DEFAULT_N_AGENTS:
             scenario_kwargs["n_agents"] = DEFAULT_N_AGENTS[name]
-        env = VmasEnv(name, num_envs=num_envs, continuous_actions=continuous_actions, max_steps=max_steps,
+        from torchrl.envs import StepCounter
+
+        # VmasEnv(max_steps=...) marks the horizon as *terminated* (TorchRL's VmasEnv docs), so GAE would never
+        # bootstrap at the time limit; TorchRL's StepCounter marks it as *truncated* instead.
+        env = VmasEnv(name, num_envs=num_envs, continuous_actions=continuous_actions, max_steps=None,
                       device=device, seed=seed, **scenario_kwargs)
         if list(env.group_map) != [ENV_GROUP]:
             raise ValueError(f"task {task!r} has agent groups {list(env.group_map)}; torchrl-rn needs one group.")
-        return env
+        return TransformedEnv(env, StepCounter(max_steps))
     if prefix == "pettingzoo" and name:
         return _make_pettingzoo(task, name, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, device=device,
                                 seed=seed, continuous_actions=continuous_actions, **scenario_kwargs)
