@@ -7,6 +7,8 @@ seed) and ``<out>/<task>.png`` (``<out>`` defaults to ``benchmarks/results/<pres
     python benchmarks/learning.py --quick          # 1 seed, short budget: all tasks and methods in < 20 min
     python benchmarks/learning.py --full           # 3 seeds, 1M frames per run: the README table
     python benchmarks/learning.py --full --tasks vmas/balance --seeds 0   # one slice of it; reruns add the rest
+    python benchmarks/learning.py --graphs flat,tree:2,tree:2,2,dag --tasks vmas/balance --preset-name graphs
+                                                   # every graph shape beside MAPPO and IPPO on one task
     python benchmarks/make_table.py                # README table from the JSON files
 
 Two slices can run side by side (say ``--threads 1`` each on 2 cores, about 1.5x the total rate of one run with
@@ -34,6 +36,7 @@ from pathlib import Path
 import torch
 from benchmark_stats import mean_ci95  # this script runs from benchmarks/
 
+from torchrl_rn.graph import GraphError, RNGraph
 from torchrl_rn.train import RNTrainer, TrainConfig
 
 
@@ -55,6 +58,14 @@ class Preset:
     # the agent counts of the TAG / TorchRL references (balance and simple_spread 4, navigation 3)
     n_agents: dict[str, int] = field(default_factory=lambda: {"vmas/balance": 4, "vmas/simple_spread": 4,
                                                               "vmas/navigation": 3})
+    # how an episode's time limit reaches GAE: "truncated" (bootstrap there; torchrl_rn.envs.make_env puts TorchRL's
+    # StepCounter on VMAS). Runs from before this field used VmasEnv(max_steps=...), which marks it "terminated"
+    time_limit: str = "truncated"
+
+
+#: Fields added to :class:`Preset` after results were written, with the value those older runs actually used (a
+#: missing field otherwise counts as its default). Runs with another value are never mixed with new ones.
+LEGACY = {"time_limit": "terminated"}
 
 
 PRESETS = {
@@ -88,13 +99,35 @@ METHODS: dict[str, dict] = {
 }
 
 
+def definition(method: str) -> dict:
+    """What defines ``method``: an entry of :data:`METHODS`, or ``rn[<graph spec>]`` (e.g. ``rn[tree:4,2]``, as
+    ``--graphs`` names them) for an RN of any graph :meth:`~torchrl_rn.RNGraph.from_spec` takes."""
+    if method in METHODS:
+        return METHODS[method]
+    if method.startswith("rn[") and method.endswith("]") and len(method) > 4:
+        return {"algo": "rn", "graph": method[3:-1]}
+    raise KeyError(method)
+
+
+def graph_methods(graphs: str) -> list[str]:
+    """The methods of ``--graphs flat,tree:2,tree:2,2``: MAPPO, IPPO and one RN per graph spec (a spec's own
+    commas, as in ``tree:2,2``, continue it; a new spec starts with a letter)."""
+    specs: list[str] = []
+    for part in graphs.split(","):
+        if specs and part[:1].isdigit():
+            specs[-1] += "," + part
+        elif part:
+            specs.append(part)
+    return ["mappo", "ippo", *(f"rn[{spec}]" for spec in specs)]
+
+
 def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dict:
     cfg = TrainConfig(
         task=task, n_agents=preset.n_agents.get(task), frames=preset.frames, frames_per_batch=preset.frames_per_batch,
         max_steps=preset.max_steps, epochs=preset.epochs, minibatch_size=preset.minibatch_size,
         eval_every=preset.eval_every, num_cells=preset.num_cells, normalize_advantage=preset.normalize_advantage,
         seed=seed, logger="",
-        out=str(out / "runs" / task.replace("/", "-") / method / f"seed{seed}"), **METHODS[method],
+        out=str(out / "runs" / task.replace("/", "-") / _folder(method) / f"seed{seed}"), **definition(method),
     )
     trainer = RNTrainer(cfg, progress=False)
     start = time.perf_counter()
@@ -110,6 +143,11 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         "frames_per_second": trainer.frames / wall,
         "threads": torch.get_num_threads(),
     }
+
+
+def _folder(method: str) -> str:
+    # a graph spec may name a JSON file: keep the run folder one plain name
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in method).strip("-")
 
 
 def summarise(seeds: dict[str, dict]) -> dict:
@@ -157,22 +195,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="*", help="subset of the preset's methods")
     parser.add_argument("--seeds", nargs="*", type=int, help="subset of the preset's seeds (e.g. one seed of every "
                         "method first); the JSON still counts the preset's seeds")
+    parser.add_argument("--graphs", default=None, help="compare graph shapes: MAPPO, IPPO and an RN per graph "
+                        "spec (e.g. flat,tree:2,tree:2,2,dag), with the preset's budget and seeds; results go to "
+                        "benchmarks/results/graphs-<preset> unless --out is given")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.preset or "quick"
     preset = PRESETS[name]
-    for flag, given, allowed in (("--methods", args.methods, METHODS), ("--seeds", args.seeds, preset.seeds)):
-        if unknown := [v for v in given or () if v not in allowed]:
-            parser.error(f"{flag}: {unknown} not in {list(allowed)}")  # before any run starts, not after hours
+    if args.graphs:
+        if args.methods:
+            parser.error("--graphs and --methods: give one of them")
+        args.methods = graph_methods(args.graphs)
+        preset = dataclasses.replace(preset, methods=tuple(args.methods))
+        name = f"graphs-{name}"
+    for method in args.methods or ():
+        try:
+            definition(method)
+        except KeyError:
+            parser.error(f"--methods: {method!r} is neither one of {list(METHODS)} nor rn[<graph spec>]")
+    if unknown := [v for v in args.seeds or () if v not in preset.seeds]:
+        parser.error(f"--seeds: {unknown} not in {list(preset.seeds)}")  # before any run starts, not after hours
+    for method in args.methods or ():  # a bad graph spec fails now, not after the runs before it
+        if definition(method)["algo"] == "rn":
+            n_agents = [preset.n_agents.get(t, 4) for t in args.tasks or preset.tasks]
+            try:
+                for n in n_agents:
+                    RNGraph.from_spec(definition(method)["graph"], n)
+            except (GraphError, ValueError, OSError) as err:
+                parser.error(f"--graphs: {method}: {err}")
     out = Path(args.out or f"benchmarks/results/{name}")
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks or preset.tasks:
         stem = task.replace("/", "-")
         result = load_result(out / f"{stem}.json", task, preset, name)
         for method in args.methods or preset.methods:
-            entry = result["methods"].setdefault(method, {"definition": METHODS[method], "seeds": {}})
+            entry = result["methods"].setdefault(method, {"definition": definition(method), "seeds": {}})
             for seed in args.seeds or preset.seeds:
                 if str(seed) in entry["seeds"]:
                     print(f"{task} {method} seed {seed}: kept from {out / f'{stem}.json'}", flush=True)
@@ -192,15 +251,29 @@ def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:
         if _same_training(old, fresh):
             old["hyperparameters"], old["seeds"] = fresh["hyperparameters"], fresh["seeds"]
             return old
-        print(f"{path}: written with other hyperparameters, starting afresh", flush=True)
+        kept = _supersede(path)
+        print(f"{path}: written with other hyperparameters, starting afresh (its runs moved to {kept})", flush=True)
     return fresh
+
+
+def _supersede(path: Path) -> Path:
+    """Moves a task JSON (and its plot) that a rerun cannot extend into ``superseded/``: no result is ever lost,
+    and ``make_table.py`` skips that folder."""
+    folder = path.parent / "superseded"
+    folder.mkdir(exist_ok=True)
+    n = 1 + sum(1 for _ in folder.glob(f"{path.stem}-*.json"))
+    target = folder / f"{path.stem}-{n}.json"
+    os.replace(path, target)
+    if path.with_suffix(".png").exists():
+        os.replace(path.with_suffix(".png"), target.with_suffix(".png"))
+    return target
 
 
 def _same_training(a: dict, b: dict) -> bool:
     """Whether two task results hold runs of the same preset and training hyperparameters (the preset less its
     lists of tasks, methods and seeds to run), whose runs may therefore be mixed. A hyperparameter missing from a
     file (one added to :class:`Preset` after it was written) counts as its default, which is what those runs used."""
-    defaults = dataclasses.asdict(Preset())
+    defaults = {**dataclasses.asdict(Preset()), **LEGACY}
 
     def training(result: dict) -> dict:
         hyperparameters = {**defaults, **result.get("hyperparameters", {})}

@@ -19,7 +19,8 @@ LATE = 5
 
 
 def table(results: Path) -> str:
-    tasks = sorted(p for p in results.rglob("*.json") if p.name != "throughput.json" and "runs" not in p.parts)
+    tasks = sorted(p for p in results.rglob("*.json")
+                   if p.name != "throughput.json" and not {"runs", "superseded"} & set(p.parts))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     return "\n\n".join(filter(None, [_learning(tasks), *speed]))
 
@@ -58,6 +59,8 @@ def _table(data: list[dict], methods: list[str], score) -> str:
             cells.append(f"{mean:.1f}" + (f" ± {ci:.1f}" if n > 1 else "")
                          + (f" ({n} of {len(d['seeds'])} seeds)" if n < len(d["seeds"]) else ""))
         extra = ", normalized advantages" if d["hyperparameters"].get("normalize_advantage") else ""
+        # runs from before the harness treated VMAS time limits as truncations (benchmarks/learning.py LEGACY)
+        extra += ", time limit as termination" if "time_limit" not in d["hyperparameters"] else ""
         lines.append(f"| {d['task']} ({d['preset']}, {len(d['seeds'])}, {frames:,}{extra}) | " + " | ".join(cells)
                      + " |")
     return "\n".join(lines)

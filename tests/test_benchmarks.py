@@ -65,6 +65,7 @@ def test_learning_starts_afresh_on_other_hyperparameters(tmp_path):
     assert "other hyperparameters" in out and "kept from" not in out
     result = json.loads((tmp_path / "vmas-balance.json").read_text())
     assert result["hyperparameters"]["frames"] == 200 and result["methods"]["mappo"]["seeds"]["0"]["frames"] == [100, 200]
+    assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == stale  # nothing lost
 
 
 def test_table_marks_methods_short_of_seeds(tmp_path):
@@ -75,17 +76,18 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
               "methods": {"mappo": method([1.0, 2.0, 3.0]), "rn-tree2": method([4.0])}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
     spread = {"task": "vmas/simple_spread", "preset": "spread", "seeds": [0],
-              "hyperparameters": {"frames": 300, "normalize_advantage": True}, "methods": {"mappo": method([-5.0])}}
+              "hyperparameters": {"frames": 300, "normalize_advantage": True, "time_limit": "truncated"}, "methods": {"mappo": method([-5.0])}}
     (tmp_path / "vmas-simple_spread.json").write_text(json.dumps(spread))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
     final, late = readme.read_text().split("last 5 evaluations")
     # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48
-    assert "| vmas/balance (full, 3, 1,000) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
+    # the balance file predates Preset.time_limit: its runs treated the time limit as a termination
+    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
     assert "| vmas/simple_spread (spread, 1, 300, normalized advantages) | -5.0 |  |" in final
     # means of the last evaluations 5.5, 6, 6.5 and 7
-    assert "| vmas/balance (full, 3, 1,000) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
+    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
 
 
 @pytest.fixture
@@ -112,6 +114,26 @@ def test_runs_from_before_a_new_hyperparameter_are_kept_at_its_default(tmp_path,
     # ... but not by a preset that sets it
     other = dataclasses.replace(preset, normalize_advantage=True)
     assert learning.load_result(path, "vmas/balance", other, "tiny")["methods"] == {}
+
+
+def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_path, learning):
+    # files written before Preset.time_limit ran VMAS with its horizon as a termination: never extended by new runs
+    preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
+    old = learning.load_result(path, "vmas/balance", preset, "tiny")
+    del old["hyperparameters"]["time_limit"]
+    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
+    path.write_text(json.dumps(old))
+    assert learning.load_result(path, "vmas/balance", preset, "tiny")["methods"] == {}
+    assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == old
+
+
+def test_graphs_name_one_rn_method_per_graph_spec(learning):
+    methods = learning.graph_methods("flat,tree:2,tree:2,2,dag:2+root")
+    assert methods == ["mappo", "ippo", "rn[flat]", "rn[tree:2]", "rn[tree:2,2]", "rn[dag:2+root]"]
+    assert learning.definition("rn[tree:2,2]") == {"algo": "rn", "graph": "tree:2,2"}
+    assert learning.definition("rn-tree3") == {"algo": "rn", "graph": "tree:2,2"}
+    with pytest.raises(KeyError):
+        learning.definition("rn[]")
 
 
 def test_parallel_slices_merge_instead_of_overwriting(tmp_path, learning):
