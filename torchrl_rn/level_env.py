@@ -49,6 +49,12 @@ class LevelEnv(Transform):
         >>> env.full_reward_spec["level2", "reward"].shape
         torch.Size([2, 1, 1])
 
+        Like any TorchRL transform, it also runs inside the workers of a batched env (or on top of one):
+
+        >>> from torchrl.envs import SerialEnv
+        >>> batched = SerialEnv(2, lambda: TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph)))
+        >>> check_env_specs(batched)
+
         TAG view: level 1 acts in an env that embeds the motors.
 
         >>> composer = GraphComposer(graph, env, num_cells=16)
@@ -119,34 +125,50 @@ class LevelEnv(Transform):
                 )
         return self._dims
 
-    def _group_spec(self, spec: Composite, group: str) -> Composite:
+    def _add_specs(self, spec: Composite, group: str, make: dict) -> None:
+        """Adds ``make``'s entries (``field -> (trailing shape -> leaf spec)``) missing from ``spec[group]``.
+
+        The group's Composite is created only when an entry is added: an empty one is rejected by TorchRL's
+        batched envs (``SerialEnv``/``ParallelEnv``: "has empty specs").
+        """
+        shape = (*spec.shape, len(self.graph.groups[group]))
+        present = spec[group].keys() if group in spec.keys() else ()
+        missing = {field: build for field, build in make.items() if field not in present}
+        if not missing:
+            return
         if group not in spec.keys():
-            spec[group] = Composite(shape=(*spec.shape, len(self.graph.groups[group])), device=spec.device)
-        return spec[group]
+            spec[group] = Composite(shape=shape, device=spec.device)
+        for field, build in missing.items():
+            spec[group, field] = build(shape)
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         dims = self._set_dims(observation_spec)
+        device = observation_spec.device
         for g in self.exposed:
-            sub = self._group_spec(observation_spec, g)
+            make = {}
             if self.level is not None:
-                sub["observation"] = Unbounded(shape=(*sub.shape, dims[g]["observation"]), device=sub.device)
+                make["observation"] = lambda s, n=dims[g]["observation"]: Unbounded(shape=(*s, n), device=device)
             if dims[g]["instruction"]:
-                sub["instruction"] = Bounded(-1.0, 1.0, shape=(*sub.shape, dims[g]["instruction"]), device=sub.device)
+                make["instruction"] = lambda s, n=dims[g]["instruction"]: Bounded(-1.0, 1.0, shape=(*s, n),
+                                                                                   device=device)
+            if self.level is not None and (g, "observation") in observation_spec.keys(True, True):
+                del observation_spec[g, "observation"]  # the view's observation replaces the one below
+            self._add_specs(observation_spec, g, make)
         return observation_spec
 
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
+        device = reward_spec.device
         for g in self.exposed:
-            sub = self._group_spec(reward_spec, g)
-            if "reward" not in sub.keys():
-                sub["reward"] = Unbounded(shape=(*sub.shape, 1), device=sub.device)
+            self._add_specs(reward_spec, g, {"reward": lambda s: Unbounded(shape=(*s, 1), device=device)})
         return reward_spec
 
     def transform_done_spec(self, done_spec: Composite) -> Composite:
+        device = done_spec.device
+        flags = ("done", "terminated")
         for g in self.exposed:
-            sub = self._group_spec(done_spec, g)
-            for key in ("done", "terminated"):
-                if key not in sub.keys():
-                    sub[key] = Categorical(2, shape=(*sub.shape, 1), dtype=torch.bool, device=sub.device)
+            self._add_specs(done_spec, g, {
+                key: lambda s: Categorical(2, shape=(*s, 1), dtype=torch.bool, device=device) for key in flags
+            })
         return done_spec
 
     def transform_input_spec(self, input_spec: Composite) -> Composite:
@@ -166,8 +188,9 @@ class LevelEnv(Transform):
             if not actions[g].keys():
                 del actions[g]
         for g in self.exposed:
-            sub = self._group_spec(actions, g)
-            sub["action"] = Bounded(-1.0, 1.0, shape=(*sub.shape, self.graph.group_action_dim(g)), device=sub.device)
+            n = self.graph.group_action_dim(g)
+            self._add_specs(actions, g, {"action": lambda s, n=n: Bounded(-1.0, 1.0, shape=(*s, n),
+                                                                          device=actions.device)})
         return input_spec
 
     # ------------------------------------------------------------------ data
@@ -267,5 +290,15 @@ class LevelEnv(Transform):
     def _zeros(self, td: TensorDictBase, group: str, dim: int) -> torch.Tensor:
         return torch.zeros(*td.batch_size, len(self.graph.groups[group]), dim, device=td.device)
 
+    def clone(self) -> LevelEnv:
+        """A copy without a parent env; its sizes are read again from the env it is put in."""
+        out = super().clone()
+        out._dims = None
+        return out
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        raise RuntimeError("LevelEnv is an environment transform: use it inside a TransformedEnv.")
+        # as TorchRL's env-only transforms (FORWARD_NOT_IMPLEMENTED): a replay buffer or a model cannot run it
+        raise RuntimeError(
+            "LevelEnv cannot be executed without a parent environment: it routes rewards and done flags of an env "
+            "step, so use it inside a TransformedEnv (a replay buffer or a model cannot run it)."
+        )
