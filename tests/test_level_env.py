@@ -3,6 +3,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 import torch
+from tensordict import TensorDict
+from torchrl.data import Categorical, Composite
 from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
@@ -126,3 +128,48 @@ def test_vmas_balance_graph_transform():
     td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
     motor = td["next", "agents", "reward"][..., 0]
     torch.testing.assert_close(td["next", "level1", "reward"][..., 0], motor.reshape(2, 3, 2, 2).sum(-1))
+
+
+class PerAgentDoneEnv(MockMultiAgentEnv):
+    """Like PettingZoo through TorchRL: per-agent flags in the group (agent k is done after k + 1 steps), team
+    flags at the root (done when every agent is), and a root ``truncated``."""
+
+    def __init__(self, n_agents: int, **kwargs) -> None:
+        super().__init__(n_agents, max_steps=n_agents, **kwargs)
+        flag = Categorical(2, (*self.batch_size, 1), dtype=torch.bool)
+        agent_flag = Categorical(2, (*self._agent_batch, 1), dtype=torch.bool)
+        self.full_done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(),
+            agents=Composite(done=agent_flag.clone(), terminated=agent_flag.clone(), shape=self._agent_batch),
+            shape=self.batch_size,
+        )
+
+    def _flags(self, td: TensorDict) -> TensorDict:
+        per_agent = (self.count.unsqueeze(-1) >= torch.arange(1, self.n_agents + 1)).unsqueeze(-1)
+        td["agents", "done"] = per_agent
+        td["agents", "terminated"] = per_agent.clone()
+        td["truncated"] = torch.zeros_like(td["done"])
+        return td
+
+    def _reset(self, tensordict=None, **kwargs):
+        return self._flags(super()._reset(tensordict, **kwargs))
+
+    def _step(self, tensordict):
+        return self._flags(super()._step(tensordict))
+
+
+def test_per_agent_done_flags_pass_through():
+    graph = RNGraph.tree(3, [2])
+    env = TransformedEnv(PerAgentDoneEnv(3, num_envs=2), LevelEnv(graph))
+    check_env_specs(env)
+    assert ("level1", "truncated") in env.full_done_spec.keys(True, True)
+    td = env.rollout(3, break_when_any_done=False)["next"]
+    # agent k is done from step k + 1 on: the env's per-agent flags, not the root's broadcast
+    steps = torch.arange(1, 4).unsqueeze(-1)
+    expected = (steps >= torch.arange(1, 4)).expand(2, 3, 3).unsqueeze(-1)
+    for key in ("done", "terminated"):
+        assert torch.equal(td["agents", key], expected)
+        assert not torch.equal(td["agents", key], td[key].unsqueeze(-2).expand(2, 3, 3, 1))
+    # groups without flags of their own get the team's, truncated included
+    for key in ("done", "terminated", "truncated"):
+        assert torch.equal(td["level1", key], td[key].unsqueeze(-2).expand(2, 3, 2, 1))

@@ -3,9 +3,11 @@
 Two uses of one :class:`~torchrl.envs.Transform`:
 
 * **graph transform** (``LevelEnv(graph)``): every vertex group gets ``reward``, ``done`` and ``terminated``
-  entries (rewards routed up the DAG with ``psi``/``share``) and an ``instruction`` state entry that carries a
-  step's instructions into its ``"next"`` data, so that a critic can be evaluated there. With the composed policy
-  and a stock collector, a batch holds every vertex's data.
+  entries (``truncated`` too where the env has it; rewards routed up the DAG with ``psi``/``share``) and an
+  ``instruction`` state entry that carries a step's instructions into its ``"next"`` data, so that a critic can be
+  evaluated there. With the composed policy and a stock collector, a batch holds every vertex's data. The env's own
+  per-agent entries are kept: a team reward or flag is written into a group only where the group has none (the
+  rule of TorchRL's ``MultiAgentGAE`` and of BenchMARL), so PettingZoo's per-agent done flags pass through.
 * **TAG view** (``LevelEnv(graph, level=l, lower_policy=composer)``): the vertices below level ``l`` become part of
   the environment. Its actions are level ``l``'s instructions, its observations their messages from below and its
   rewards ``psi`` of the level below's rewards: an ordinary TorchRL env that any stock policy and loss can train.
@@ -21,6 +23,8 @@ from torchrl.envs import Transform
 from torchrl_rn.graph import GraphError, RNGraph
 
 __all__ = ["LevelEnv"]
+
+_DONE_KEYS = ("done", "terminated", "truncated")
 
 
 class LevelEnv(Transform):
@@ -164,7 +168,7 @@ class LevelEnv(Transform):
 
     def transform_done_spec(self, done_spec: Composite) -> Composite:
         device = done_spec.device
-        flags = ("done", "terminated")
+        flags = [key for key in _DONE_KEYS if key in done_spec.keys()]  # the team flags the env has
         for g in self.exposed:
             self._add_specs(done_spec, g, {
                 key: lambda s: Categorical(2, shape=(*s, 1), dtype=torch.bool, device=device) for key in flags
@@ -217,11 +221,16 @@ class LevelEnv(Transform):
                 self.composer.vertex_groups[g].observation_gather(next_tensordict)
 
     def _expand_done(self, next_tensordict: TensorDictBase) -> None:
-        for key in ("done", "terminated"):
-            root = next_tensordict.get(key)
+        # a team flag reaches a group only where the group has none: per-agent flags the env gives (PettingZoo
+        # keeps them in the group) pass through, as in TorchRL's MultiAgentGAE and BenchMARL ("only if missing")
+        for key in _DONE_KEYS:
+            root = next_tensordict.get(key, None)
+            if root is None:
+                continue
             for g in self.exposed:
-                n = len(self.graph.groups[g])
-                self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
+                if next_tensordict.get((g, key), None) is None:
+                    n = len(self.graph.groups[g])
+                    self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
 
     def _route_rewards(self, next_tensordict: TensorDictBase) -> None:
         graph, g0 = self.graph, self.graph.env_group
