@@ -155,3 +155,24 @@ def test_adjacency_neighbourhoods():
     torch.testing.assert_close(chain.adjacency("both"), up + up.T)
     with pytest.raises(ValueError, match="unknown neighbourhood"):
         chain.adjacency("sideways")
+
+
+@pytest.mark.parametrize(("n_agents", "n_managers", "fit"), [(5, 4, "1, 2, 3, 5"), (7, 6, "1, 2, 3, 4, 7")])
+def test_overlapping_gives_every_manager_subordinates(n_agents, n_managers, fit):
+    # ceil blocks: 5 motors in blocks of 2 give a 4th manager none, and it would then pass for a motor
+    with pytest.raises(GraphError, match=rf"leave manager 'l1_{n_managers - 1}' without subordinates; manager "
+                                         rf"counts that fit {n_agents} agents: {fit}\.$"):
+        RNGraph.overlapping(n_agents, n_managers)
+    for m in map(int, fit.split(", ")):
+        graph = RNGraph.overlapping(n_agents, m)
+        assert graph.groups["level1"] == [f"l1_{i}" for i in range(m)]
+        assert all(graph.subordinates(v) for v in graph.groups["level1"])
+        assert graph.motors == [f"motor_{k}" for k in range(n_agents)]
+
+
+def test_bad_dag_spec_names_the_spec():
+    with pytest.raises(GraphError, match=r"^graph spec 'dag:4' for 5 agents: 4 managers over 5 motors .*: 1, 2, 3, 5"):
+        RNGraph.from_spec("dag:4", 5)
+    with pytest.raises(GraphError, match=r"^graph spec 'dag:9\+root' for 5 agents: n_managers must be in \[1, "):
+        RNGraph.from_spec("dag:9+root", 5)
+    assert RNGraph.from_spec("dag:3+root", 5).depth == 2

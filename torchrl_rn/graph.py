@@ -443,6 +443,9 @@ class RNGraph:
         Manager ``i`` commands the motors of block ``i`` plus the first ``overlap`` motors of the next block,
         so those motors have two superiors (their instructions are concatenated in manager order).
 
+        Blocks hold ``ceil(n_agents / n_managers)`` motors, so ``n_managers`` must leave every manager a block
+        (5 motors fit 1, 2, 3 or 5 managers, not 4); otherwise a :class:`GraphError` says which counts fit.
+
         Keyword Args:
             overlap: motors shared by consecutive managers.
             root: add a top vertex over the managers (a 3-level DAG).
@@ -460,6 +463,13 @@ class RNGraph:
         motors = [f"motor_{k}" for k in range(n_agents)]
         g.add_nodes_from(motors)
         block = -(-n_agents // n_managers)
+        if (n_managers - 1) * block >= n_agents:  # the last managers' blocks would start past the last motor
+            fit = [m for m in range(1, n_agents + 1) if (m - 1) * -(-n_agents // m) < n_agents]
+            raise GraphError(
+                f"{n_managers} managers over {n_agents} motors in blocks of {block} leave manager "
+                f"'l1_{n_managers - 1}' without subordinates; manager counts that fit {n_agents} agents: "
+                f"{', '.join(map(str, fit))}."
+            )
         managers = []
         for i in range(n_managers):
             name = f"l1_{i}"
@@ -501,9 +511,9 @@ class RNGraph:
                 if plus and extra != "root":
                     raise ValueError(extra)
                 return cls.overlapping(n_agents, int(arg or 2), root=bool(plus), **kwargs)
+        except GraphError as err:
+            raise GraphError(f"graph spec {spec!r} for {n_agents} agents: {err}") from None
         except ValueError as err:
-            if isinstance(err, GraphError):
-                raise
             raise GraphError(f"cannot read graph spec {spec!r}: {err}.") from None
         raise GraphError(f"unknown graph spec {spec!r}; use 'flat', 'tree:2', 'tree:2,2', 'dag', 'dag:2+root'.")
 
