@@ -100,8 +100,12 @@ def test_tag_view_errors(composed):
     graph, _, composer = composed("tree2")
     with pytest.raises(TypeError, match="lower_policy=GraphComposer"):
         LevelEnv(graph, level=1)
-    with pytest.raises(GraphError, match=r"level must be an int in \[1, 1\]"):
-        LevelEnv(graph, level=2, lower_policy=composer)
+    for level in (2, 0, True, 1.0):  # a parameter error, not a graph error
+        with pytest.raises(ValueError, match=r"level must be an int in \[1, 1\]") as err:
+            LevelEnv(graph, level=level, lower_policy=composer)
+        assert type(err.value) is ValueError
+    with pytest.raises(TypeError, match="lower_policy=GraphComposer.*got TensorDictSequential"):
+        LevelEnv(graph, level=1, lower_policy=composer.policy)
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     skip_env = make_rn_env(skip)
     with pytest.raises(GraphError, match="edge 'top' -> 'm1' skips a level"):
@@ -173,3 +177,24 @@ def test_per_agent_done_flags_pass_through():
     # groups without flags of their own get the team's, truncated included
     for key in ("done", "terminated", "truncated"):
         assert torch.equal(td["level1", key], td[key].unsqueeze(-2).expand(2, 3, 2, 1))
+
+
+def test_tag_view_does_not_own_the_lower_policy(composed):
+    graph, _, composer = composed("tree3")
+    view = LevelEnv(graph, level=1, lower_policy=composer)
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), view)
+    assert view.composer is composer
+    assert list(view.parameters()) == [] and list(env.parameters()) == []
+    assert env.state_dict().keys() == TransformedEnv(MockMultiAgentEnv(4, num_envs=3)).state_dict().keys()
+    # a reference: the view acts with the policy's current weights
+    td = env.reset()
+    td["level1", "action"] = torch.zeros(3, 2, 4)
+    from tensordict.nn import InteractionType, set_interaction_type
+
+    with set_interaction_type(InteractionType.DETERMINISTIC):
+        before = env.transform.inv(td)["agents", "action"]
+        with torch.no_grad():
+            for p in composer.actor("agents").parameters():
+                p.add_(0.5)
+        after = env.transform.inv(td)["agents", "action"]
+    assert not torch.equal(before, after)

@@ -15,12 +15,17 @@ Two uses of one :class:`~torchrl.envs.Transform`:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
+
+if TYPE_CHECKING:
+    from torchrl_rn.composer import GraphComposer
 
 __all__ = ["LevelEnv"]
 
@@ -37,8 +42,17 @@ class LevelEnv(Transform):
         level (int, optional): ``None`` (default) for the graph transform; ``l >= 1`` for the TAG view of level
             ``l``, whose wrapped env must expose level ``l - 1`` (the raw env for ``l = 1``, a ``LevelEnv`` view of
             level ``l - 1`` otherwise). The TAG view needs a layered graph (edges join consecutive levels).
-        lower_policy (GraphComposer): with ``level``: the composer whose level ``l - 1`` policy and messages run
-            inside the env. It acts in the current exploration mode, without gradients.
+        lower_policy (GraphComposer, optional): with ``level``: the composer whose level ``l - 1`` policy and
+            messages run inside the env. It acts in the current exploration mode, without gradients. The view
+            keeps a reference to it and does not own it: it is not a submodule, so the env's ``parameters()`` and
+            ``state_dict()`` hold none of its weights (save and load the composer itself) and ``env.to(device)``
+            does not move it. Updates to its weights reach the view at once in the same process (and in
+            ``SerialEnv`` workers); each ``ParallelEnv`` worker acts with the copy it received at start.
+
+    Raises:
+        ValueError: a bad ``level``, or ``lower_policy`` without ``level`` or composed for another graph.
+        TypeError: a TAG view without a :class:`~torchrl_rn.GraphComposer` as ``lower_policy``.
+        GraphError: a TAG view of a graph that is not layered (the message names an edge that skips a level).
 
     Examples:
         Graph transform:
@@ -68,7 +82,9 @@ class LevelEnv(Transform):
         torch.Size([2, 2, 4])
     """
 
-    def __init__(self, graph: RNGraph, *, level: int | None = None, lower_policy=None) -> None:
+    def __init__(self, graph: RNGraph, *, level: int | None = None, lower_policy: GraphComposer | None = None) -> None:
+        from torchrl_rn.composer import GraphComposer  # lazily: composer.py imports the vertex and graph modules
+
         super().__init__()
         self.graph = graph
         self.level = level
@@ -79,21 +95,26 @@ class LevelEnv(Transform):
             self.exposed = list(graph.groups)
             self.lower: list[str] = []
         else:
-            if not isinstance(level, int) or not 1 <= level <= graph.depth:
-                raise GraphError(f"level must be an int in [1, {graph.depth}] for this graph, got {level!r}.")
-            skips = [(u, v) for u, v in graph.nx.edges if graph.level(u) != graph.level(v) + 1]
-            if skips:
+            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= graph.depth:
+                raise ValueError(f"level must be an int in [1, {graph.depth}] for this graph, got {level!r}.")
+            if not graph.is_layered():
+                u, v = graph.skipping_edges()[0]
                 raise GraphError(
-                    f"the TAG view needs a layered graph, but edge {skips[0][0]!r} -> {skips[0][1]!r} skips a level "
-                    f"({graph.level(skips[0][0])} -> {graph.level(skips[0][1])})."
+                    f"the TAG view needs a layered graph, but edge {u!r} -> {v!r} skips a level "
+                    f"({graph.level(u)} -> {graph.level(v)})."
                 )
-            if lower_policy is None or not hasattr(lower_policy, "vertex_groups"):
-                raise TypeError("the TAG view needs lower_policy=GraphComposer(graph, ...) for the levels below.")
+            if not isinstance(lower_policy, GraphComposer):
+                raise TypeError(
+                    "the TAG view needs lower_policy=GraphComposer(graph, ...) for the levels below, got "
+                    f"{type(lower_policy).__name__}."
+                )
             if lower_policy.graph is not graph:
                 raise ValueError("lower_policy was composed for another RNGraph than this LevelEnv's.")
             self.exposed = graph.groups_at(level)
             self.lower = graph.groups_at(level - 1)
-        self.composer = lower_policy
+        # a reference, not a submodule: the policy is the user's (trained, saved and moved by them), so the env's
+        # parameters() and state_dict() do not hold its weights
+        self.__dict__["composer"] = lower_policy
         self._dims: dict | None = None
         self._routing = {}
         for g in self.exposed:
