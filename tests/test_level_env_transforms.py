@@ -346,3 +346,25 @@ def test_transform_state_dict(shape):
     fresh.load_state_dict(state)
     check_env_specs(fresh)
     assert_routed(graph, step_on_target(fresh)["next"])
+
+
+@pytest.mark.parametrize(("shape", "level"), [("tree22", 2), ("dag", 1)])
+def test_tag_view_clone_and_state_dict(shape, level):
+    graph = SHAPES[shape]()
+    composer = composer_for(graph)
+    env = view_env(graph, level, composer)
+    # the view refers to the lower policy without owning it: no policy weights in the env's state
+    assert list(env.parameters()) == []
+    state = env.state_dict()
+    assert not any(k.endswith(("weight", "bias")) for k in state), list(state)
+    fresh = view_env(graph, level, composer)
+    fresh.load_state_dict(state)
+    # a clone acts with the same policy in another env
+    view = env.transform[-1] if isinstance(env.transform, Compose) else env.transform  # nested views are unwrapped
+    clone = view.clone()
+    assert clone.composer is composer and clone.parent is None
+    other = TransformedEnv(view_env(graph, level - 1, composer), clone)
+    check_env_specs(other)
+    top = graph.groups_at(level)[0]
+    nxt = other.rollout(2, composer.actor(top))["next"]
+    assert_routed(graph, nxt, groups=[g for lvl in range(1, level + 1) for g in graph.groups_at(lvl)])
