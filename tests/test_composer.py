@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 import torch
 from tensordict.nn import TensorDictSequential
@@ -107,8 +108,9 @@ def test_spec_mismatch_between_graph_and_env():
 
 
 def test_motor_action_dim_must_match_env():
-    graph = RNGraph.flat(3)
-    graph.nx.nodes["motor_1"]["action_dim"] = 5
+    g = nx.DiGraph()
+    g.add_nodes_from(["motor_0", ("motor_1", {"action_dim": 5}), "motor_2"])
+    graph = RNGraph(g)  # an RNGraph is frozen: attributes are set before validation
     with pytest.raises(ValueError, match=r"spec mismatch: motor 'motor_1' declares action_dim=5 .* has 2 per agent"):
         GraphComposer(graph, make_rn_env(RNGraph.flat(3)))
 

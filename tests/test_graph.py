@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import networkx as nx
 import pytest
 import torch
@@ -155,3 +157,69 @@ def test_adjacency_neighbourhoods():
     torch.testing.assert_close(chain.adjacency("both"), up + up.T)
     with pytest.raises(ValueError, match="unknown neighbourhood"):
         chain.adjacency("sideways")
+
+
+@pytest.mark.parametrize(("n_agents", "n_managers", "fit"), [(5, 4, "1, 2, 3, 5"), (7, 6, "1, 2, 3, 4, 7")])
+def test_overlapping_gives_every_manager_subordinates(n_agents, n_managers, fit):
+    # ceil blocks: 5 motors in blocks of 2 give a 4th manager none, and it would then pass for a motor
+    with pytest.raises(GraphError, match=rf"leave manager 'l1_{n_managers - 1}' without subordinates; manager "
+                                         rf"counts that fit {n_agents} agents: {fit}\.$"):
+        RNGraph.overlapping(n_agents, n_managers)
+    for m in map(int, fit.split(", ")):
+        graph = RNGraph.overlapping(n_agents, m)
+        assert graph.groups["level1"] == [f"l1_{i}" for i in range(m)]
+        assert all(graph.subordinates(v) for v in graph.groups["level1"])
+        assert graph.motors == [f"motor_{k}" for k in range(n_agents)]
+
+
+def test_bad_dag_spec_names_the_spec():
+    with pytest.raises(GraphError, match=r"^graph spec 'dag:4' for 5 agents: 4 managers over 5 motors .*: 1, 2, 3, 5"):
+        RNGraph.from_spec("dag:4", 5)
+    with pytest.raises(GraphError, match=r"^graph spec 'dag:9\+root' for 5 agents: n_managers must be in \[1, "):
+        RNGraph.from_spec("dag:9+root", 5)
+    assert RNGraph.from_spec("dag:3+root", 5).depth == 2
+
+
+def test_graph_is_frozen_after_validation():
+    graph = RNGraph.tree(4, [2])
+    with pytest.raises(nx.NetworkXError, match="Frozen graph can't be modified"):
+        graph.nx.add_edge("l1_0", "motor_3")
+    with pytest.raises(TypeError, match=r"frozen after validation: edit a copy \(graph.nx.copy\(\)\)"):
+        graph.nx.nodes["motor_0"]["group"] = "other"
+    with pytest.raises(TypeError, match="frozen after validation"):
+        graph.nx.edges["l1_0", "motor_0"]["order"] = 5
+    with pytest.raises(TypeError, match="frozen after validation"):
+        graph.nx.nodes["l1_0"].update(phi="mean")
+    clone = pickle.loads(pickle.dumps(graph))  # as ParallelEnv workers receive it
+    assert clone.groups == graph.groups and clone.nx.frozen
+    with pytest.raises(TypeError, match="frozen after validation"):
+        clone.nx.nodes["motor_0"]["agent"] = 3
+    g = nx.DiGraph([("b", "m0"), ("b", "m1")])
+    frozen = RNGraph(g)
+    g.add_edge("b", "m2")  # the caller's graph stays the caller's
+    assert frozen.motors == ["m0", "m1"] and frozen.nx.number_of_nodes() == 3
+    editable = frozen.nx.copy()  # a copy is an ordinary graph again, to edit and validate anew
+    editable.add_edge("b", "m2")
+    editable.nodes["b"]["phi"] = "mean"
+    assert RNGraph(editable).attr("b", "phi") == "mean"
+
+
+def test_group_of_and_adjacency_in_vertex_order():
+    graph = RNGraph.overlapping(4, 2, root=True)
+    assert [graph.group_of(v) for v in graph.vertex_order] == ["agents"] * 4 + ["level1"] * 2 + ["level2"]
+    with pytest.raises(KeyError):
+        graph.group_of("nobody")
+    down = graph.adjacency("down")
+    # by hand: l1_0 -> motors 0, 1, 2; l1_1 -> motors 2, 3; l2_0 -> l1_0, l1_1 (indices 4, 5, 6)
+    expected = torch.zeros(7, 7)
+    for sup, subs in {4: [0, 1, 2], 5: [2, 3], 6: [4, 5]}.items():
+        expected[sup, subs] = 1.0
+    torch.testing.assert_close(down, expected)
+    torch.testing.assert_close(graph.adjacency("up"), expected.T)
+    torch.testing.assert_close(graph.adjacency(), expected + expected.T)
+
+
+def test_skipping_edges_names_the_edge():
+    skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
+    assert not skip.is_layered() and skip.skipping_edges() == [("top", "m1")]
+    assert RNGraph.overlapping(4, 2, root=True).is_layered()

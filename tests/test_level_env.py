@@ -3,6 +3,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 import torch
+from tensordict import TensorDict
+from torchrl.data import Categorical, Composite
 from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
@@ -98,8 +100,12 @@ def test_tag_view_errors(composed):
     graph, _, composer = composed("tree2")
     with pytest.raises(TypeError, match="lower_policy=GraphComposer"):
         LevelEnv(graph, level=1)
-    with pytest.raises(GraphError, match=r"level must be an int in \[1, 1\]"):
-        LevelEnv(graph, level=2, lower_policy=composer)
+    for level in (2, 0, True, 1.0):  # a parameter error, not a graph error
+        with pytest.raises(ValueError, match=r"level must be an int in \[1, 1\]") as err:
+            LevelEnv(graph, level=level, lower_policy=composer)
+        assert type(err.value) is ValueError
+    with pytest.raises(TypeError, match="lower_policy=GraphComposer.*got TensorDictSequential"):
+        LevelEnv(graph, level=1, lower_policy=composer.policy)
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     skip_env = make_rn_env(skip)
     with pytest.raises(GraphError, match="edge 'top' -> 'm1' skips a level"):
@@ -126,3 +132,69 @@ def test_vmas_balance_graph_transform():
     td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
     motor = td["next", "agents", "reward"][..., 0]
     torch.testing.assert_close(td["next", "level1", "reward"][..., 0], motor.reshape(2, 3, 2, 2).sum(-1))
+
+
+class PerAgentDoneEnv(MockMultiAgentEnv):
+    """Like PettingZoo through TorchRL: per-agent flags in the group (agent k is done after k + 1 steps), team
+    flags at the root (done when every agent is), and a root ``truncated``."""
+
+    def __init__(self, n_agents: int, **kwargs) -> None:
+        super().__init__(n_agents, max_steps=n_agents, **kwargs)
+        flag = Categorical(2, (*self.batch_size, 1), dtype=torch.bool)
+        agent_flag = Categorical(2, (*self._agent_batch, 1), dtype=torch.bool)
+        self.full_done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(),
+            agents=Composite(done=agent_flag.clone(), terminated=agent_flag.clone(), shape=self._agent_batch),
+            shape=self.batch_size,
+        )
+
+    def _flags(self, td: TensorDict) -> TensorDict:
+        per_agent = (self.count.unsqueeze(-1) >= torch.arange(1, self.n_agents + 1)).unsqueeze(-1)
+        td["agents", "done"] = per_agent
+        td["agents", "terminated"] = per_agent.clone()
+        td["truncated"] = torch.zeros_like(td["done"])
+        return td
+
+    def _reset(self, tensordict=None, **kwargs):
+        return self._flags(super()._reset(tensordict, **kwargs))
+
+    def _step(self, tensordict):
+        return self._flags(super()._step(tensordict))
+
+
+def test_per_agent_done_flags_pass_through():
+    graph = RNGraph.tree(3, [2])
+    env = TransformedEnv(PerAgentDoneEnv(3, num_envs=2), LevelEnv(graph))
+    check_env_specs(env)
+    assert ("level1", "truncated") in env.full_done_spec.keys(True, True)
+    td = env.rollout(3, break_when_any_done=False)["next"]
+    # agent k is done from step k + 1 on: the env's per-agent flags, not the root's broadcast
+    steps = torch.arange(1, 4).unsqueeze(-1)
+    expected = (steps >= torch.arange(1, 4)).expand(2, 3, 3).unsqueeze(-1)
+    for key in ("done", "terminated"):
+        assert torch.equal(td["agents", key], expected)
+        assert not torch.equal(td["agents", key], td[key].unsqueeze(-2).expand(2, 3, 3, 1))
+    # groups without flags of their own get the team's, truncated included
+    for key in ("done", "terminated", "truncated"):
+        assert torch.equal(td["level1", key], td[key].unsqueeze(-2).expand(2, 3, 2, 1))
+
+
+def test_tag_view_does_not_own_the_lower_policy(composed):
+    graph, _, composer = composed("tree3")
+    view = LevelEnv(graph, level=1, lower_policy=composer)
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), view)
+    assert view.composer is composer
+    assert list(view.parameters()) == [] and list(env.parameters()) == []
+    assert env.state_dict().keys() == TransformedEnv(MockMultiAgentEnv(4, num_envs=3)).state_dict().keys()
+    # a reference: the view acts with the policy's current weights
+    td = env.reset()
+    td["level1", "action"] = torch.zeros(3, 2, 4)
+    from tensordict.nn import InteractionType, set_interaction_type
+
+    with set_interaction_type(InteractionType.DETERMINISTIC):
+        before = env.transform.inv(td)["agents", "action"]
+        with torch.no_grad():
+            for p in composer.actor("agents").parameters():
+                p.add_(0.5)
+        after = env.transform.inv(td)["agents", "action"]
+    assert not torch.equal(before, after)

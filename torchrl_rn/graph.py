@@ -53,7 +53,9 @@ class RNGraph:
             ``group`` (str, the vertex group; defaults to ``env_group`` for motors and
             ``"level<l>"`` otherwise). The order of a vertex's superiors and subordinates is the order in
             which the edges were added (or the edge attribute ``order`` where given); it fixes the
-            concatenation order of instructions and messages.
+            concatenation order of instructions and messages. The graph is copied and frozen: ``RNGraph.nx``
+            (structure and attributes) is read-only, so the cached levels, groups and positions cannot go stale;
+            edit ``graph.nx.copy()`` and build a new ``RNGraph`` instead.
 
     Keyword Args:
         n_agents (int, optional): number of env agents. If given, the motors must bind exactly the agents
@@ -97,16 +99,16 @@ class RNGraph:
             if key not in VERTEX_DEFAULTS:
                 raise GraphError(f"unknown vertex default {key!r}; known: {sorted(VERTEX_DEFAULTS)}.")
         self._defaults.update(defaults or {})
-        self.nx = graph.copy()
+        self.nx = _frozen_copy(graph)
         self._check_acyclic()
         self._check_attributes()
         self._levels = self._compute_levels()
         self._bind_motors(n_agents)
         self._groups = self._compute_groups()
-        self._check_groups()
         self._position = {
             v: (g, i) for g, members in self._groups.items() for i, v in enumerate(members)
         }
+        self._check_groups()
 
     # ------------------------------------------------------------------ validation
     def _check_acyclic(self) -> None:
@@ -272,10 +274,7 @@ class RNGraph:
 
     def group_of(self, v: Any) -> str:
         """The group of vertex ``v``."""
-        for g, vs in self._groups.items():
-            if v in vs:
-                return g
-        raise KeyError(v)
+        return self._position[v][0]
 
     def position(self, v: Any) -> tuple[str, int]:
         """``(group, index inside the group)`` of vertex ``v``."""
@@ -295,8 +294,20 @@ class RNGraph:
         return self._ordered(self.nx.out_edges(v, data=True), 1)
 
     def is_layered(self) -> bool:
-        """Whether every edge joins two consecutive levels (required by the TAG view of ``LevelEnv``)."""
-        return all(self._levels[u] == self._levels[v] + 1 for u, v in self.nx.edges)
+        """Whether every edge joins two consecutive levels (required by the TAG view of ``LevelEnv``).
+
+        Examples:
+            >>> RNGraph.tree(4, branching=[2, 2]).is_layered()
+            True
+            >>> skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
+            >>> skip.is_layered(), skip.skipping_edges()
+            (False, [('top', 'm1')])
+        """
+        return not self.skipping_edges()
+
+    def skipping_edges(self) -> list[tuple[Any, Any]]:
+        """The edges ``(superior, subordinate)`` that skip a level (empty for a layered graph), in edge order."""
+        return [(u, v) for u, v in self.nx.edges if self._levels[u] != self._levels[v] + 1]
 
     # ------------------------------------------------------------------ dimensions
     def group_action_dim(self, group: str, env_action_dim: int | None = None) -> int:
@@ -343,14 +354,8 @@ class RNGraph:
         """
         if neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"unknown neighbourhood {neighbourhood!r}; choose one of {NEIGHBOURHOODS}.")
-        index = {v: i for i, v in enumerate(self.vertex_order)}
-        adj = torch.zeros(len(index), len(index))
-        for sup, sub in self.nx.edges:
-            if neighbourhood in ("up", "both"):
-                adj[index[sub], index[sup]] = 1.0
-            if neighbourhood in ("down", "both"):
-                adj[index[sup], index[sub]] = 1.0
-        return adj
+        down = torch.from_numpy(nx.to_numpy_array(self.nx, nodelist=self.vertex_order, weight=None)).float()
+        return {"down": down, "up": down.T, "both": down + down.T}[neighbourhood].contiguous()
 
     def reward_weights(self, group: str) -> tuple[list[str], torch.Tensor] | None:
         """Linear reward routing into ``group``: ``(source groups, W)`` with ``r_group = W @ r_sources``.
@@ -443,6 +448,9 @@ class RNGraph:
         Manager ``i`` commands the motors of block ``i`` plus the first ``overlap`` motors of the next block,
         so those motors have two superiors (their instructions are concatenated in manager order).
 
+        Blocks hold ``ceil(n_agents / n_managers)`` motors, so ``n_managers`` must leave every manager a block
+        (5 motors fit 1, 2, 3 or 5 managers, not 4); otherwise a :class:`GraphError` says which counts fit.
+
         Keyword Args:
             overlap: motors shared by consecutive managers.
             root: add a top vertex over the managers (a 3-level DAG).
@@ -460,6 +468,13 @@ class RNGraph:
         motors = [f"motor_{k}" for k in range(n_agents)]
         g.add_nodes_from(motors)
         block = -(-n_agents // n_managers)
+        if (n_managers - 1) * block >= n_agents:  # the last managers' blocks would start past the last motor
+            fit = [m for m in range(1, n_agents + 1) if (m - 1) * -(-n_agents // m) < n_agents]
+            raise GraphError(
+                f"{n_managers} managers over {n_agents} motors in blocks of {block} leave manager "
+                f"'l1_{n_managers - 1}' without subordinates; manager counts that fit {n_agents} agents: "
+                f"{', '.join(map(str, fit))}."
+            )
         managers = []
         for i in range(n_managers):
             name = f"l1_{i}"
@@ -501,15 +516,41 @@ class RNGraph:
                 if plus and extra != "root":
                     raise ValueError(extra)
                 return cls.overlapping(n_agents, int(arg or 2), root=bool(plus), **kwargs)
+        except GraphError as err:
+            raise GraphError(f"graph spec {spec!r} for {n_agents} agents: {err}") from None
         except ValueError as err:
-            if isinstance(err, GraphError):
-                raise
             raise GraphError(f"cannot read graph spec {spec!r}: {err}.") from None
         raise GraphError(f"unknown graph spec {spec!r}; use 'flat', 'tree:2', 'tree:2,2', 'dag', 'dag:2+root'.")
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{g}={len(vs)}" for g, vs in self._groups.items())
         return f"RNGraph(n_agents={self.n_agents}, depth={self.depth}, groups({groups}))"
+
+
+class _ReadOnlyDict(dict):
+    """A vertex's or edge's attributes in a validated graph: read-only, yet picklable (for ``ParallelEnv``)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "an RNGraph's graph is frozen after validation: edit a copy (graph.nx.copy()) and build a new RNGraph."
+        )
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = clear = setdefault = _refuse
+
+    def __reduce__(self) -> tuple:
+        return _ReadOnlyDict, (dict(self),)
+
+
+def _frozen_copy(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy that cannot change under RNGraph's cached levels, groups and positions: its structure is frozen
+    (:func:`networkx.freeze`) and its vertex and edge attributes are read-only."""
+    frozen = graph.copy()
+    for v, data in frozen._node.items():
+        frozen._node[v] = _ReadOnlyDict(data)
+    for u, nbrs in frozen._adj.items():
+        for v, data in nbrs.items():
+            nbrs[v] = frozen._pred[v][u] = _ReadOnlyDict(data)
+    return nx.freeze(frozen)
 
 
 def _check_count(n_agents: int) -> None:

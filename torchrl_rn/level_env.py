@@ -3,15 +3,19 @@
 Two uses of one :class:`~torchrl.envs.Transform`:
 
 * **graph transform** (``LevelEnv(graph)``): every vertex group gets ``reward``, ``done`` and ``terminated``
-  entries (rewards routed up the DAG with ``psi``/``share``) and an ``instruction`` state entry that carries a
-  step's instructions into its ``"next"`` data, so that a critic can be evaluated there. With the composed policy
-  and a stock collector, a batch holds every vertex's data.
+  entries (``truncated`` too where the env has it; rewards routed up the DAG with ``psi``/``share``) and an
+  ``instruction`` state entry that carries a step's instructions into its ``"next"`` data, so that a critic can be
+  evaluated there. With the composed policy and a stock collector, a batch holds every vertex's data. The env's own
+  per-agent entries are kept: a team reward or flag is written into a group only where the group has none (the
+  rule of TorchRL's ``MultiAgentGAE`` and of BenchMARL), so PettingZoo's per-agent done flags pass through.
 * **TAG view** (``LevelEnv(graph, level=l, lower_policy=composer)``): the vertices below level ``l`` become part of
   the environment. Its actions are level ``l``'s instructions, its observations their messages from below and its
   rewards ``psi`` of the level below's rewards: an ordinary TorchRL env that any stock policy and loss can train.
   Stack views (``l = 1`` on the raw env, ``l = 2`` on that) for a 3-level hierarchy, as TAG does.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -20,7 +24,12 @@ from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
 
+if TYPE_CHECKING:
+    from torchrl_rn.composer import GraphComposer
+
 __all__ = ["LevelEnv"]
+
+_DONE_KEYS = ("done", "terminated", "truncated")
 
 
 class LevelEnv(Transform):
@@ -33,8 +42,17 @@ class LevelEnv(Transform):
         level (int, optional): ``None`` (default) for the graph transform; ``l >= 1`` for the TAG view of level
             ``l``, whose wrapped env must expose level ``l - 1`` (the raw env for ``l = 1``, a ``LevelEnv`` view of
             level ``l - 1`` otherwise). The TAG view needs a layered graph (edges join consecutive levels).
-        lower_policy (GraphComposer): with ``level``: the composer whose level ``l - 1`` policy and messages run
-            inside the env. It acts in the current exploration mode, without gradients.
+        lower_policy (GraphComposer, optional): with ``level``: the composer whose level ``l - 1`` policy and
+            messages run inside the env. It acts in the current exploration mode, without gradients. The view
+            keeps a reference to it and does not own it: it is not a submodule, so the env's ``parameters()`` and
+            ``state_dict()`` hold none of its weights (save and load the composer itself) and ``env.to(device)``
+            does not move it. Updates to its weights reach the view at once in the same process (and in
+            ``SerialEnv`` workers); each ``ParallelEnv`` worker acts with the copy it received at start.
+
+    Raises:
+        ValueError: a bad ``level``, or ``lower_policy`` without ``level`` or composed for another graph.
+        TypeError: a TAG view without a :class:`~torchrl_rn.GraphComposer` as ``lower_policy``.
+        GraphError: a TAG view of a graph that is not layered (the message names an edge that skips a level).
 
     Examples:
         Graph transform:
@@ -49,6 +67,12 @@ class LevelEnv(Transform):
         >>> env.full_reward_spec["level2", "reward"].shape
         torch.Size([2, 1, 1])
 
+        Like any TorchRL transform, it also runs inside the workers of a batched env (or on top of one):
+
+        >>> from torchrl.envs import SerialEnv
+        >>> batched = SerialEnv(2, lambda: TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph)))
+        >>> check_env_specs(batched)
+
         TAG view: level 1 acts in an env that embeds the motors.
 
         >>> composer = GraphComposer(graph, env, num_cells=16)
@@ -58,7 +82,9 @@ class LevelEnv(Transform):
         torch.Size([2, 2, 4])
     """
 
-    def __init__(self, graph: RNGraph, *, level: int | None = None, lower_policy=None) -> None:
+    def __init__(self, graph: RNGraph, *, level: int | None = None, lower_policy: GraphComposer | None = None) -> None:
+        from torchrl_rn.composer import GraphComposer  # lazily: composer.py imports the vertex and graph modules
+
         super().__init__()
         self.graph = graph
         self.level = level
@@ -69,21 +95,26 @@ class LevelEnv(Transform):
             self.exposed = list(graph.groups)
             self.lower: list[str] = []
         else:
-            if not isinstance(level, int) or not 1 <= level <= graph.depth:
-                raise GraphError(f"level must be an int in [1, {graph.depth}] for this graph, got {level!r}.")
-            skips = [(u, v) for u, v in graph.nx.edges if graph.level(u) != graph.level(v) + 1]
-            if skips:
+            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= graph.depth:
+                raise ValueError(f"level must be an int in [1, {graph.depth}] for this graph, got {level!r}.")
+            if not graph.is_layered():
+                u, v = graph.skipping_edges()[0]
                 raise GraphError(
-                    f"the TAG view needs a layered graph, but edge {skips[0][0]!r} -> {skips[0][1]!r} skips a level "
-                    f"({graph.level(skips[0][0])} -> {graph.level(skips[0][1])})."
+                    f"the TAG view needs a layered graph, but edge {u!r} -> {v!r} skips a level "
+                    f"({graph.level(u)} -> {graph.level(v)})."
                 )
-            if lower_policy is None or not hasattr(lower_policy, "vertex_groups"):
-                raise TypeError("the TAG view needs lower_policy=GraphComposer(graph, ...) for the levels below.")
+            if not isinstance(lower_policy, GraphComposer):
+                raise TypeError(
+                    "the TAG view needs lower_policy=GraphComposer(graph, ...) for the levels below, got "
+                    f"{type(lower_policy).__name__}."
+                )
             if lower_policy.graph is not graph:
                 raise ValueError("lower_policy was composed for another RNGraph than this LevelEnv's.")
             self.exposed = graph.groups_at(level)
             self.lower = graph.groups_at(level - 1)
-        self.composer = lower_policy
+        # a reference, not a submodule: the policy is the user's (trained, saved and moved by them), so the env's
+        # parameters() and state_dict() do not hold its weights
+        self.__dict__["composer"] = lower_policy
         self._dims: dict | None = None
         self._routing = {}
         for g in self.exposed:
@@ -119,34 +150,50 @@ class LevelEnv(Transform):
                 )
         return self._dims
 
-    def _group_spec(self, spec: Composite, group: str) -> Composite:
+    def _add_specs(self, spec: Composite, group: str, make: dict) -> None:
+        """Adds ``make``'s entries (``field -> (trailing shape -> leaf spec)``) missing from ``spec[group]``.
+
+        The group's Composite is created only when an entry is added: an empty one is rejected by TorchRL's
+        batched envs (``SerialEnv``/``ParallelEnv``: "has empty specs").
+        """
+        shape = (*spec.shape, len(self.graph.groups[group]))
+        present = spec[group].keys() if group in spec.keys() else ()
+        missing = {field: build for field, build in make.items() if field not in present}
+        if not missing:
+            return
         if group not in spec.keys():
-            spec[group] = Composite(shape=(*spec.shape, len(self.graph.groups[group])), device=spec.device)
-        return spec[group]
+            spec[group] = Composite(shape=shape, device=spec.device)
+        for field, build in missing.items():
+            spec[group, field] = build(shape)
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         dims = self._set_dims(observation_spec)
+        device = observation_spec.device
         for g in self.exposed:
-            sub = self._group_spec(observation_spec, g)
+            make = {}
             if self.level is not None:
-                sub["observation"] = Unbounded(shape=(*sub.shape, dims[g]["observation"]), device=sub.device)
+                make["observation"] = lambda s, n=dims[g]["observation"]: Unbounded(shape=(*s, n), device=device)
             if dims[g]["instruction"]:
-                sub["instruction"] = Bounded(-1.0, 1.0, shape=(*sub.shape, dims[g]["instruction"]), device=sub.device)
+                make["instruction"] = lambda s, n=dims[g]["instruction"]: Bounded(-1.0, 1.0, shape=(*s, n),
+                                                                                   device=device)
+            if self.level is not None and (g, "observation") in observation_spec.keys(True, True):
+                del observation_spec[g, "observation"]  # the view's observation replaces the one below
+            self._add_specs(observation_spec, g, make)
         return observation_spec
 
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
+        device = reward_spec.device
         for g in self.exposed:
-            sub = self._group_spec(reward_spec, g)
-            if "reward" not in sub.keys():
-                sub["reward"] = Unbounded(shape=(*sub.shape, 1), device=sub.device)
+            self._add_specs(reward_spec, g, {"reward": lambda s: Unbounded(shape=(*s, 1), device=device)})
         return reward_spec
 
     def transform_done_spec(self, done_spec: Composite) -> Composite:
+        device = done_spec.device
+        flags = [key for key in _DONE_KEYS if key in done_spec.keys()]  # the team flags the env has
         for g in self.exposed:
-            sub = self._group_spec(done_spec, g)
-            for key in ("done", "terminated"):
-                if key not in sub.keys():
-                    sub[key] = Categorical(2, shape=(*sub.shape, 1), dtype=torch.bool, device=sub.device)
+            self._add_specs(done_spec, g, {
+                key: lambda s: Categorical(2, shape=(*s, 1), dtype=torch.bool, device=device) for key in flags
+            })
         return done_spec
 
     def transform_input_spec(self, input_spec: Composite) -> Composite:
@@ -166,8 +213,9 @@ class LevelEnv(Transform):
             if not actions[g].keys():
                 del actions[g]
         for g in self.exposed:
-            sub = self._group_spec(actions, g)
-            sub["action"] = Bounded(-1.0, 1.0, shape=(*sub.shape, self.graph.group_action_dim(g)), device=sub.device)
+            n = self.graph.group_action_dim(g)
+            self._add_specs(actions, g, {"action": lambda s, n=n: Bounded(-1.0, 1.0, shape=(*s, n),
+                                                                          device=actions.device)})
         return input_spec
 
     # ------------------------------------------------------------------ data
@@ -194,11 +242,16 @@ class LevelEnv(Transform):
                 self.composer.vertex_groups[g].observation_gather(next_tensordict)
 
     def _expand_done(self, next_tensordict: TensorDictBase) -> None:
-        for key in ("done", "terminated"):
-            root = next_tensordict.get(key)
+        # a team flag reaches a group only where the group has none: per-agent flags the env gives (PettingZoo
+        # keeps them in the group) pass through, as in TorchRL's MultiAgentGAE and BenchMARL ("only if missing")
+        for key in _DONE_KEYS:
+            root = next_tensordict.get(key, None)
+            if root is None:
+                continue
             for g in self.exposed:
-                n = len(self.graph.groups[g])
-                self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
+                if next_tensordict.get((g, key), None) is None:
+                    n = len(self.graph.groups[g])
+                    self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
 
     def _route_rewards(self, next_tensordict: TensorDictBase) -> None:
         graph, g0 = self.graph, self.graph.env_group
@@ -267,5 +320,15 @@ class LevelEnv(Transform):
     def _zeros(self, td: TensorDictBase, group: str, dim: int) -> torch.Tensor:
         return torch.zeros(*td.batch_size, len(self.graph.groups[group]), dim, device=td.device)
 
+    def clone(self) -> LevelEnv:
+        """A copy without a parent env; its sizes are read again from the env it is put in."""
+        out = super().clone()
+        out._dims = None
+        return out
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        raise RuntimeError("LevelEnv is an environment transform: use it inside a TransformedEnv.")
+        # as TorchRL's env-only transforms (FORWARD_NOT_IMPLEMENTED): a replay buffer or a model cannot run it
+        raise RuntimeError(
+            "LevelEnv cannot be executed without a parent environment: it routes rewards and done flags of an env "
+            "step, so use it inside a TransformedEnv (a replay buffer or a model cannot run it)."
+        )
