@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_rn_env
 from torchrl.objectives import ClipPPOLoss, IPPOLoss, ValueEstimators
 from torchrl.objectives.value import GAE
 
 from torchrl_rn import GraphComposer, GraphGAE, RNGraph, RNLoss
-
-from conftest import make_rn_env
 
 
 def collect(env, policy, steps=6):
@@ -145,7 +144,7 @@ def test_critic_runs_once_per_forward(composed, name):
 
 
 def test_make_value_estimator_takes_enum_class_or_instance(composed):
-    graph, env, composer = composed("tree2")
+    graph, _, composer = composed("tree2")
     loss = RNLoss(composer, beta=0.3, gamma=0.9)
     assert isinstance(loss.value_estimator, GraphGAE) and loss.value_estimator.beta == 0.3
     assert all(gl.value_estimator is loss.value_estimator for gl in loss.group_losses.values())
@@ -177,8 +176,9 @@ def test_set_keys_renames_fields_in_every_group(composed):
     data = collect(env, composer.policy)
     with torch.no_grad():
         loss.value_estimator(data)
-    assert all((g, "adv") in data.keys(True) and (g, "target") in data.keys(True) for g in graph.groups)
-    assert ("agents", "advantage") not in data.keys(True)
+    keys = set(data.keys(True))
+    assert all((g, "adv") in keys and (g, "target") in keys for g in graph.groups)
+    assert ("agents", "advantage") not in keys
     critic_calls = count_calls(composer.critic)
     assert torch.isfinite(loss(data)["loss"]) and critic_calls == []  # it found them under the new name
     with pytest.raises(ValueError, match="not an accepted tensordict key"):
@@ -195,7 +195,7 @@ def test_in_keys_suffice_and_out_keys_match(composed):
     out = loss(data.select(*loss.in_keys, strict=True))  # in_keys: all it needs, with no advantage precomputed
     assert ("level1", "observation") not in loss.in_keys  # the message pass writes it
     assert set(loss.out_keys) <= set(out.keys(True, True))  # (the groups also give diagnostics beyond them)
-    assert {k for k in out.keys() if isinstance(k, str) and k.startswith("loss")} == {
+    assert {k for k in out if isinstance(k, str) and k.startswith("loss")} == {
         k for k in loss.out_keys if isinstance(k, str)}
     assert {"loss_objective", "loss_critic", "loss_entropy", "loss"} <= set(loss.out_keys)
     assert all((g, "loss_objective") in loss.out_keys for g in graph.groups)

@@ -201,7 +201,7 @@ class RNLoss(LossModule):
             value_type = self.default_value_estimator
         if isinstance(value_type, str):
             value_type = next((v for v in ValueEstimators if v.name.lower() == value_type.lower()), value_type)
-        if isinstance(value_type, ValueEstimators) or isinstance(value_type, str):
+        if isinstance(value_type, (ValueEstimators, str)):
             if value_type not in self.SUPPORTED_VALUE_ESTIMATORS:
                 raise ValueError(
                     f"RNLoss supports value_type ValueEstimators.GAE or MAGAE (both build a GraphGAE), a "
