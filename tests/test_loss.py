@@ -195,7 +195,7 @@ def test_in_keys_suffice_and_out_keys_match(composed):
     out = loss(data.select(*loss.in_keys, strict=True))  # in_keys: all it needs, with no advantage precomputed
     assert ("level1", "observation") not in loss.in_keys  # the message pass writes it
     assert set(loss.out_keys) <= set(out.keys(True, True))  # (the groups also give diagnostics beyond them)
-    assert {k for k in out if isinstance(k, str) and k.startswith("loss")} == {
+    assert {k for k in out.keys() if isinstance(k, str) and k.startswith("loss")} == {  # noqa: SIM118 - a TensorDict iterates its batch
         k for k in loss.out_keys if isinstance(k, str)}
     assert {"loss_objective", "loss_critic", "loss_entropy", "loss"} <= set(loss.out_keys)
     assert all((g, "loss_objective") in loss.out_keys for g in graph.groups)
