@@ -33,12 +33,10 @@ def test_beta_zero_equals_torchrl_gae_per_group(composed, name):
 class ZeroCritic(TensorDictModuleBase):
     """V = 0 for every vertex, so that a one-step advantage is the reward itself."""
 
-    in_keys: list = []
-    out_keys: list = []
-
     def __init__(self, graph):
         super().__init__()
         self.graph = graph
+        self.in_keys, self.out_keys = [], []
 
     def forward(self, td):
         for g, members in self.graph.groups.items():
@@ -254,3 +252,50 @@ def test_differentiable_keeps_gradients_through_the_critic(chain, differentiable
         adv.sum().backward()
         torch.testing.assert_close(critic.values["agents"].grad, torch.tensor(gamma - 2 - gamma * lmbda))
         assert critic.values["level1"].grad is None
+
+
+def tutorial_keyed(loss_cls, composer, group="agents"):
+    """A stock loss for ``group`` keyed as TorchRL's multi-agent PPO tutorial keys it (advantage left default)."""
+    loss = loss_cls(composer.actor(group), composer.value_head(group))
+    loss.set_keys(reward=(group, "reward"), action=(group, "action"), value=(group, "state_value"),
+                  done=(group, "done"), terminated=(group, "terminated"))
+    return loss
+
+
+@pytest.mark.parametrize("loss_cls", [ClipPPOLoss, MAPPOLoss, IPPOLoss])
+def test_drops_into_a_stock_loss_keyed_as_the_tutorial(composed, loss_cls):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy)
+    loss = tutorial_keyed(loss_cls, composer)
+    assert loss.tensor_keys.advantage == "advantage"
+    gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)
+    loss.make_value_estimator(gae)
+    torch.manual_seed(1)
+    out = loss(data)  # no advantage in the data: the loss asks GraphGAE, then reads "advantage"
+    # the same loss on the motors' own keys, advantages precomputed by an unbound estimator
+    ref_loss = loss_cls(composer.actor("agents"), composer.value_head("agents"))
+    ref_loss.set_keys(reward=("agents", "reward"), action=("agents", "action"), value=("agents", "state_value"),
+                      done=("agents", "done"), terminated=("agents", "terminated"),
+                      advantage=("agents", "advantage"), value_target=("agents", "value_target"))
+    precomputed = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)(data.clone())
+    torch.manual_seed(1)
+    ref = ref_loss(precomputed)
+    for term in ("loss_objective", "loss_critic", "loss_entropy"):
+        torch.testing.assert_close(out[term], ref[term])
+    # the tutorial's loop: GAE = loss.value_estimator; GAE(data, params=..., target_params=...) before the buffer
+    loss.value_estimator(data, params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(data["advantage"], precomputed["agents", "advantage"])
+    torch.testing.assert_close(data["value_target"], precomputed["agents", "value_target"])
+    torch.testing.assert_close(data["level1", "advantage"], precomputed["level1", "advantage"])
+
+
+def test_a_loss_naming_no_group_is_refused_at_make_value_estimator(composed):
+    graph, _, composer = composed("tree2")
+    gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic)
+    loss = ClipPPOLoss(composer.actor("agents"), composer.value_head("agents"))  # value key left "state_value"
+    with pytest.raises(ValueError, match=r"value key 'state_value' names no group.*loss\.set_keys\(value="):
+        loss.make_value_estimator(gae)
+    # two losses cannot both receive their group's advantage at the root "advantage"
+    tutorial_keyed(ClipPPOLoss, composer, "agents").make_value_estimator(gae)
+    with pytest.raises(ValueError, match=r"already writes group 'agents'.*loss\.set_keys\(advantage=\('level1'"):
+        tutorial_keyed(ClipPPOLoss, composer, "level1").make_value_estimator(gae)
