@@ -33,12 +33,10 @@ def test_beta_zero_equals_torchrl_gae_per_group(composed, name):
 class ZeroCritic(TensorDictModuleBase):
     """V = 0 for every vertex, so that a one-step advantage is the reward itself."""
 
-    in_keys: list = []
-    out_keys: list = []
-
     def __init__(self, graph):
         super().__init__()
         self.graph = graph
+        self.in_keys, self.out_keys = [], []
 
     def forward(self, td):
         for g, members in self.graph.groups.items():
@@ -125,3 +123,179 @@ def test_usable_through_make_value_estimator(composed, loss_cls):
     assert torch.isfinite(out["loss_objective"]) and torch.isfinite(out["loss_critic"])
     torch.testing.assert_close(out["loss_objective"], ref["loss_objective"])
     torch.testing.assert_close(out["loss_critic"], ref["loss_critic"])
+
+
+class ConstantCritic(TensorDictModuleBase):
+    """V = one learnable constant per group (the same now and next), for hand-computed targets and gradients."""
+
+    def __init__(self, graph, values):
+        super().__init__()
+        self.graph = graph
+        self.in_keys = []
+        self.values = torch.nn.ParameterDict({g: torch.nn.Parameter(torch.tensor(float(v))) for g, v in values.items()})
+        self.out_keys = [(g, "state_value") for g in graph.groups]
+
+    def forward(self, td):
+        for g, members in self.graph.groups.items():
+            td.set((g, "state_value"), self.values[g].expand(*td.batch_size, len(members), 1))
+        return td
+
+
+def two_step_data(graph, rewards, *, terminated, per_group_flags):
+    """Two steps, [B=1, T=2]; the episode ends at the last step, truncated (done only) or terminated."""
+    done = torch.tensor([False, True]).view(1, 2, 1)
+    term = done.clone() if terminated else torch.zeros_like(done)
+    nxt = TensorDict({"done": done, "terminated": term}, batch_size=(1, 2))
+    for g, r in rewards.items():
+        n = len(graph.groups[g])
+        group = {"reward": torch.tensor(r).view(1, 2, 1, 1).expand(1, 2, n, 1)}
+        if per_group_flags:
+            group.update(done=done.unsqueeze(-2).expand(1, 2, n, 1), terminated=term.unsqueeze(-2).expand(1, 2, n, 1))
+        nxt[g] = TensorDict(group, batch_size=(1, 2, n))
+    return TensorDict({"next": nxt}, batch_size=(1, 2))
+
+
+@pytest.mark.parametrize("per_group_flags", [True, False])
+@pytest.mark.parametrize("terminated", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_bootstraps_on_truncation_not_on_termination(chain, beta, terminated, per_group_flags):
+    graph, _ = chain  # a -> b -> m, one vertex per group
+    rewards = {"agents": [1.0, 2.0], "level1": [0.5, -1.0], "level2": [3.0, 4.0]}
+    values = {"agents": 1.0, "level1": 2.0, "level2": -3.0}
+    gamma, lmbda = 0.9, 0.8
+    data = two_step_data(graph, rewards, terminated=terminated, per_group_flags=per_group_flags)
+    GraphGAE(graph, gamma=gamma, lmbda=lmbda, value_network=ConstantCritic(graph, values), beta=beta)(data)
+    adv = {}
+    for g, (r0, r1) in rewards.items():
+        v = values[g]
+        last = r1 if terminated else r1 + gamma * v  # the last step bootstraps from V(next) only when truncated
+        a1 = last - v
+        a0 = r0 + gamma * v - v + gamma * lmbda * a1
+        adv[g] = [a0, a1]
+        torch.testing.assert_close(data[g, "value_target"].flatten(), torch.tensor([a0 + v, last]))
+    # mixing ("both", beta): m <- b, b <- mean(m, a), a <- b
+    mixed = {
+        "agents": [(1 - beta) * adv["agents"][t] + beta * adv["level1"][t] for t in (0, 1)],
+        "level1": [(1 - beta) * adv["level1"][t] + beta * (adv["agents"][t] + adv["level2"][t]) / 2 for t in (0, 1)],
+        "level2": [(1 - beta) * adv["level2"][t] + beta * adv["level1"][t] for t in (0, 1)],
+    }
+    for g in graph.groups:
+        torch.testing.assert_close(data[g, "advantage"].flatten(), torch.tensor(mixed[g]))
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_beta_zero_equals_torchrl_gae_on_truncation(composed, terminated):
+    graph, env, composer = composed("tree3")
+    data = rollout(env, composer.policy, steps=8)  # the mock env's episodes end at step 5
+    for g in graph.groups:
+        data["next", g, "terminated"] = data["next", g, "done"] & terminated  # truncation: done, not terminated
+    GraphGAE(graph, gamma=0.97, lmbda=0.9, value_network=composer.critic)(data)
+    for g in graph.groups:
+        ref = GAE(gamma=0.97, lmbda=0.9, value_network=composer.critic)
+        ref.set_keys(value=(g, "state_value"), reward=(g, "reward"), done=(g, "done"), terminated=(g, "terminated"),
+                     advantage=(g, "ref_advantage"), value_target=(g, "ref_target"))
+        ref(data)
+        torch.testing.assert_close(data[g, "advantage"], data[g, "ref_advantage"], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(data[g, "value_target"], data[g, "ref_target"], atol=1e-6, rtol=1e-6)
+    # the end of the episode: r + gamma * V(next) when truncated, r when terminated
+    end = data["next", "done"][0, :, 0].nonzero()[0, 0]
+    for g in graph.groups:
+        reward, target = data["next", g, "reward"][0, end], data[g, "value_target"][0, end]
+        expected = reward + (0.0 if terminated else 0.97 * data["next", g, "state_value"][0, end])
+        torch.testing.assert_close(target, expected)
+
+
+def test_per_vertex_flags_pass_through_and_root_flags_broadcast(composed):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy, steps=3)
+    for key in ("done", "terminated"):  # no episode ends in 3 steps; end only motor 0's at the last step
+        flag = torch.zeros_like(data["next", "agents", key])
+        flag[:, -1, 0] = True
+        data["next", "agents", key] = flag
+        del data["next", "level1", key]  # level1 has no flags of its own: the root's (all False) are broadcast
+    GraphGAE(graph, gamma=0.9, lmbda=1.0, value_network=composer.critic)(data)
+    reward, target = data["next", "agents", "reward"][:, -1], data["agents", "value_target"][:, -1]
+    next_value = data["next", "agents", "state_value"][:, -1]
+    torch.testing.assert_close(target[:, 0], reward[:, 0])  # motor 0 terminated: no bootstrap
+    torch.testing.assert_close(target[:, 1:], reward[:, 1:] + 0.9 * next_value[:, 1:])  # the others bootstrap
+    level1 = data["level1", "value_target"][:, -1]
+    torch.testing.assert_close(level1, data["next", "level1", "reward"][:, -1] + 0.9 * data["next", "level1", "state_value"][:, -1])
+
+
+def test_value_estimate_returns_unmixed_targets_and_leaves_data_alone(composed):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy)
+    keys = set(data.keys(True, True))
+    gae = GraphGAE(graph, gamma=0.9, lmbda=0.9, value_network=composer.critic, beta=0.7)
+    estimate = gae.value_estimate(data)
+    assert set(data.keys(True, True)) == keys
+    full = gae(data.clone())
+    assert set(estimate.keys(True, True)) == {(g, "value_target") for g in graph.groups}
+    unmixed = GraphGAE(graph, gamma=0.9, lmbda=0.9, value_network=composer.critic)(data.clone())
+    for g in graph.groups:
+        torch.testing.assert_close(estimate[g, "value_target"], full[g, "value_target"])
+        torch.testing.assert_close(estimate[g, "value_target"], unmixed[g, "value_target"])
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+def test_differentiable_keeps_gradients_through_the_critic(chain, differentiable):
+    graph, _ = chain
+    rewards = {"agents": [1.0, 2.0], "level1": [0.5, -1.0], "level2": [3.0, 4.0]}
+    critic = ConstantCritic(graph, {"agents": 1.0, "level1": 2.0, "level2": -3.0})
+    data = two_step_data(graph, rewards, terminated=True, per_group_flags=True)
+    gamma, lmbda = 0.9, 0.8
+    GraphGAE(graph, gamma=gamma, lmbda=lmbda, value_network=critic, differentiable=differentiable)(data)
+    adv = data["agents", "advantage"]
+    assert adv.requires_grad is differentiable
+    if differentiable:
+        # A1 = r1 - v (terminated), A0 = r0 + gamma v - v + gamma lmbda A1: dA/dv summed = (gamma - 1) - 1 - gamma lmbda
+        adv.sum().backward()
+        torch.testing.assert_close(critic.values["agents"].grad, torch.tensor(gamma - 2 - gamma * lmbda))
+        assert critic.values["level1"].grad is None
+
+
+def tutorial_keyed(loss_cls, composer, group="agents"):
+    """A stock loss for ``group`` keyed as TorchRL's multi-agent PPO tutorial keys it (advantage left default)."""
+    loss = loss_cls(composer.actor(group), composer.value_head(group))
+    loss.set_keys(reward=(group, "reward"), action=(group, "action"), value=(group, "state_value"),
+                  done=(group, "done"), terminated=(group, "terminated"))
+    return loss
+
+
+@pytest.mark.parametrize("loss_cls", [ClipPPOLoss, MAPPOLoss, IPPOLoss])
+def test_drops_into_a_stock_loss_keyed_as_the_tutorial(composed, loss_cls):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy)
+    loss = tutorial_keyed(loss_cls, composer)
+    assert loss.tensor_keys.advantage == "advantage"
+    gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)
+    loss.make_value_estimator(gae)
+    torch.manual_seed(1)
+    out = loss(data)  # no advantage in the data: the loss asks GraphGAE, then reads "advantage"
+    # the same loss on the motors' own keys, advantages precomputed by an unbound estimator
+    ref_loss = loss_cls(composer.actor("agents"), composer.value_head("agents"))
+    ref_loss.set_keys(reward=("agents", "reward"), action=("agents", "action"), value=("agents", "state_value"),
+                      done=("agents", "done"), terminated=("agents", "terminated"),
+                      advantage=("agents", "advantage"), value_target=("agents", "value_target"))
+    precomputed = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)(data.clone())
+    torch.manual_seed(1)
+    ref = ref_loss(precomputed)
+    for term in ("loss_objective", "loss_critic", "loss_entropy"):
+        torch.testing.assert_close(out[term], ref[term])
+    # the tutorial's loop: GAE = loss.value_estimator; GAE(data, params=..., target_params=...) before the buffer
+    loss.value_estimator(data, params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(data["advantage"], precomputed["agents", "advantage"])
+    torch.testing.assert_close(data["value_target"], precomputed["agents", "value_target"])
+    torch.testing.assert_close(data["level1", "advantage"], precomputed["level1", "advantage"])
+
+
+def test_a_loss_naming_no_group_is_refused_at_make_value_estimator(composed):
+    graph, _, composer = composed("tree2")
+    gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic)
+    loss = ClipPPOLoss(composer.actor("agents"), composer.value_head("agents"))  # value key left "state_value"
+    with pytest.raises(ValueError, match=r"value key 'state_value' names no group.*loss\.set_keys\(value="):
+        loss.make_value_estimator(gae)
+    # two losses cannot both receive their group's advantage at the root "advantage"
+    tutorial_keyed(ClipPPOLoss, composer, "agents").make_value_estimator(gae)
+    with pytest.raises(ValueError, match=r"already writes group 'agents'.*loss\.set_keys\(advantage=\('level1'"):
+        tutorial_keyed(ClipPPOLoss, composer, "level1").make_value_estimator(gae)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchrl.objectives import IPPOLoss
+from conftest import make_rn_env
+from torchrl.objectives import ClipPPOLoss, IPPOLoss, ValueEstimators
+from torchrl.objectives.value import GAE
 
 from torchrl_rn import GraphComposer, GraphGAE, RNGraph, RNLoss
-
-from conftest import make_rn_env
 
 
 def collect(env, policy, steps=6):
@@ -14,24 +14,51 @@ def collect(env, policy, steps=6):
         return env.rollout(steps, policy, break_when_any_done=False)
 
 
+def group_clip_loss(composer, g, **kwargs):
+    """A stock ClipPPOLoss for group ``g`` alone, keyed and configured as RNLoss keys its group losses."""
+    loss = ClipPPOLoss(composer.actor(g), composer.value_head(g), normalize_advantage_exclude_dims=(-2,),
+                       functional=False, **kwargs)
+    loss.set_keys(**{name: (g, field) for name, field in (
+        ("action", "action"), ("sample_log_prob", "action_log_prob"), ("value", "state_value"),
+        ("advantage", "advantage"), ("value_target", "value_target"), ("reward", "reward"), ("done", "done"),
+        ("terminated", "terminated"))})
+    return loss
+
+
 @pytest.mark.parametrize("detach", [False, True])
-def test_gradient_reaches_subordinate_encoders_iff_not_detached(detach):
-    graph = RNGraph.tree(4, [2, 2], defaults={"phi": "learned", "message_dim": 4})
+def test_managers_loss_reaches_motor_encoder_iff_not_detached(detach):
+    # phi=learned: the managers observe the motors' learned messages; with coefficients (agents 0, level1 1) the
+    # motors' encoder is trained by the managers' loss alone, and its gradient must be exactly the one autograd
+    # gives for a stock ClipPPOLoss of level1 over a message pass with gradients (none when detached)
+    graph = RNGraph.tree(4, [2], defaults={"phi": "learned", "message_dim": 4})
     env = make_rn_env(graph)
     composer = GraphComposer(graph, env, num_cells=8, detach_messages=detach)
-    loss = RNLoss(composer)
+    loss = RNLoss(composer, group_coeffs={"agents": 0.0})
     data = collect(env, composer.policy)
     with torch.no_grad():
         loss.value_estimator(data)
-    # only level2's loss: its gradient can reach level1's and the motors' encoders only through the messages
-    loss.group_coeffs.update(agents=0.0, level1=0.0)
-    loss(data)["loss"].backward()
-    for g in ("agents", "level1"):
-        grads = [p.grad for p in composer.vertex_groups[g].encoder.parameters()]
-        reached = any(gr is not None and gr.abs().sum() > 0 for gr in grads)
-        assert reached is (not detach), g
-    top = [p.grad for p in composer.vertex_groups["level2"].actor.parameters()]
-    assert all(gr is not None and gr.abs().sum() > 0 for gr in top)
+    encoder = list(composer.vertex_groups["agents"].encoder.parameters())
+    manager = list(composer.vertex_groups["level1"].actor.parameters())
+    ref = group_clip_loss(composer, "level1", entropy_coeff=0.01)
+    td = data.clone(False)
+    composer.messages(td)
+    torch.manual_seed(5)  # the agents' TanhNormal entropy draws first in RNLoss
+    ref_agents = group_clip_loss(composer, "agents", entropy_coeff=0.01)(data.clone(False))
+    del ref_agents
+    terms = ref(td)
+    ref_total = terms["loss_objective"] + terms["loss_critic"] + terms["loss_entropy"]
+    ref_grads = torch.autograd.grad(ref_total, encoder + manager, allow_unused=True)
+    torch.manual_seed(5)
+    out = loss(data)
+    (out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]).backward()
+    for p, ref_grad in zip(encoder, ref_grads[: len(encoder)]):
+        if detach:
+            assert ref_grad is None and (p.grad is None or not p.grad.any())
+        else:
+            assert ref_grad is not None and ref_grad.abs().sum() > 0
+            torch.testing.assert_close(p.grad, ref_grad)
+    for p, ref_grad in zip(manager, ref_grads[len(encoder):]):  # the managers' own actor: the same either way
+        torch.testing.assert_close(p.grad, ref_grad)
 
 
 def test_flat_graph_beta0_equals_ippo():
@@ -64,42 +91,111 @@ def test_flat_graph_beta0_equals_ippo():
     torch.testing.assert_close(out_rn["agents", "loss_objective"], out_ippo["loss_objective"], atol=1e-6, rtol=0)
 
 
-def test_rn_loss_sums_groups_with_coefficients(composed):
+def test_totals_equal_separately_built_group_losses(composed):
     graph, env, composer = composed("tree2")
-    loss = RNLoss(composer, group_coeffs={"level1": 0.5})
+    loss = RNLoss(composer, group_coeffs={"level1": 0.5}, entropy_coeff=0.02, critic_coeff=0.7)
     data = collect(env, composer.policy)
     with torch.no_grad():
         loss.value_estimator(data)
-    torch.manual_seed(0)
+    refs = {g: group_clip_loss(composer, g, entropy_coeff=0.02, critic_coeff=0.7) for g in graph.groups}
+    torch.manual_seed(3)  # the TanhNormal entropy is a Monte-Carlo estimate: same draws, same order
     out = loss(data)
-    expected = sum(
-        coef * sum(v for k, v in out[g].items() if k.startswith("loss_"))
-        for g, coef in (("agents", 1.0), ("level1", 0.5))
-    )
-    torch.testing.assert_close(out["loss"], expected)
+    torch.manual_seed(3)
+    ref_terms = {g: ref(data) for g, ref in refs.items()}  # the collector already wrote the managers' observations
+    coeffs = {"agents": 1.0, "level1": 0.5}
+    for term in ("loss_objective", "loss_critic", "loss_entropy"):
+        expected = sum(coeffs[g] * ref_terms[g][term] for g in graph.groups)
+        torch.testing.assert_close(out[term], expected)
+        for g in graph.groups:
+            torch.testing.assert_close(out[g, term], ref_terms[g][term])
+    for diagnostic in ("entropy", "kl_approx", "clip_fraction", "ESS", "explained_variance"):
+        torch.testing.assert_close(out["level1", diagnostic], ref_terms["level1"][diagnostic])
+    torch.testing.assert_close(out["loss"], out["loss_objective"] + out["loss_critic"] + out["loss_entropy"])
+    # a stock loop summing the top-level loss_* entries counts each term once ("loss" is not a loss_* key)
+    stock = sum(v for k, v in out.items() if isinstance(k, str) and k.startswith("loss_"))
+    torch.testing.assert_close(stock, out["loss"])
     with pytest.raises(KeyError, match="unknown group"):
         RNLoss(composer, group_coeffs={"level9": 1.0})
 
 
-def test_one_optimiser_step_updates_every_group(composed):
-    graph, env, composer = composed("dag")
+def count_calls(module):
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("name", ["tree2", "tree3"])
+def test_critic_runs_once_per_forward(composed, name):
+    graph, env, composer = composed(name)
     loss = RNLoss(composer, beta=0.5)
+    data = collect(env, composer.policy)
+    critic_calls = count_calls(composer.critic)
+    head_calls = {g: count_calls(composer.value_head(g)) for g in graph.groups}
+    out = loss(data)  # no advantages in the data: computed once, for every group
+    assert len(critic_calls) == 1
+    assert all(len(c) == 2 for c in head_calls.values())  # the estimator's pass, then the group loss's own
+    with torch.no_grad():
+        loss.value_estimator(data)
+    critic_calls.clear()
+    precomputed = loss(data)
+    assert critic_calls == []  # present advantages are used as they are
+    torch.testing.assert_close(precomputed["loss_critic"], out["loss_critic"])
+    torch.testing.assert_close(precomputed["level1", "loss_objective"], out["level1", "loss_objective"])
+
+
+def test_make_value_estimator_takes_enum_class_or_instance(composed):
+    graph, _, composer = composed("tree2")
+    loss = RNLoss(composer, beta=0.3, gamma=0.9)
+    assert isinstance(loss.value_estimator, GraphGAE) and loss.value_estimator.beta == 0.3
+    assert all(gl.value_estimator is loss.value_estimator for gl in loss.group_losses.values())
+    for value_type in (ValueEstimators.GAE, ValueEstimators.MAGAE, "gae", GraphGAE):
+        loss.make_value_estimator(value_type, lmbda=0.5)
+        est = loss.value_estimator
+        assert type(est) is GraphGAE and loss.value_type is GraphGAE
+        assert (est.gamma, est.lmbda, est.beta) == (0.9, 0.5, 0.3)  # unspecified ones: the constructor's
+        assert est.value_network is composer.critic
+        assert all(gl.value_estimator is est for gl in loss.group_losses.values())
+    mine = GraphGAE(graph, gamma=0.5, lmbda=0.5, value_network=composer.critic)
+    assert loss.make_value_estimator(mine) is loss and loss.value_estimator is mine
+    with pytest.raises(ValueError, match=r"GAE or MAGAE.*TD0"):
+        loss.make_value_estimator(ValueEstimators.TD0)
+    with pytest.raises(TypeError, match="ValueEstimators member"):
+        loss.make_value_estimator(3)
+    # a foreign estimator class is built from the hyperparameters alone
+    loss.make_value_estimator(GAE, gamma=0.9, lmbda=0.9, value_network=composer.critic)
+    assert type(loss.value_estimator) is GAE
+
+
+def test_set_keys_renames_fields_in_every_group(composed):
+    graph, env, composer = composed("tree2")
+    loss = RNLoss(composer)
+    loss.set_keys(advantage="adv", value_target="target")
+    for g, gl in loss.group_losses.items():
+        assert (gl.tensor_keys.advantage, gl.tensor_keys.value_target) == ((g, "adv"), (g, "target"))
+    assert loss.value_estimator.tensor_keys.advantage == "adv"
     data = collect(env, composer.policy)
     with torch.no_grad():
         loss.value_estimator(data)
-    before = {g: [p.detach().clone() for p in composer.vertex_groups[g].parameters()] for g in graph.groups}
-    opt = torch.optim.Adam(loss.parameters(), lr=1e-2)
-    loss(data)["loss"].backward()
-    opt.step()
-    for g in graph.groups:
-        after = list(composer.vertex_groups[g].parameters())
-        assert any(not torch.equal(a, b) for a, b in zip(after, before[g])), g
+    keys = set(data.keys(True))
+    assert all((g, "adv") in keys and (g, "target") in keys for g in graph.groups)
+    assert ("agents", "advantage") not in keys
+    critic_calls = count_calls(composer.critic)
+    assert torch.isfinite(loss(data)["loss"]) and critic_calls == []  # it found them under the new name
+    with pytest.raises(ValueError, match="not an accepted tensordict key"):
+        loss.set_keys(advantages="x")
+    with pytest.raises(TypeError, match="field name"):
+        loss.set_keys(advantage=("agents", "adv"))
 
 
-def test_value_estimator_is_shared_graph_gae(composed):
-    _, _, composer = composed("tree2")
-    loss = RNLoss(composer, beta=0.3)
-    assert isinstance(loss.value_estimator, GraphGAE) and loss.value_estimator.beta == 0.3
-    assert all(gl.value_estimator is loss.value_estimator for gl in loss.group_losses.values())
-    with pytest.raises(TypeError, match="ValueEstimatorBase instance"):
-        loss.make_value_estimator("gae")
+def test_in_keys_suffice_and_out_keys_match(composed):
+    graph, env, composer = composed("tree3")
+    loss = RNLoss(composer)
+    data = collect(env, composer.policy)
+    torch.manual_seed(1)
+    out = loss(data.select(*loss.in_keys, strict=True))  # in_keys: all it needs, with no advantage precomputed
+    assert ("level1", "observation") not in loss.in_keys  # the message pass writes it
+    assert set(loss.out_keys) <= set(out.keys(True, True))  # (the groups also give diagnostics beyond them)
+    assert {k for k in out.keys() if isinstance(k, str) and k.startswith("loss")} == {  # noqa: SIM118 - a TensorDict iterates its batch
+        k for k in loss.out_keys if isinstance(k, str)}
+    assert {"loss_objective", "loss_critic", "loss_entropy", "loss"} <= set(loss.out_keys)
+    assert all((g, "loss_objective") in loss.out_keys for g in graph.groups)

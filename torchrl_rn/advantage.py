@@ -10,24 +10,41 @@ changes what each policy is credited with, not what each critic predicts.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDictBase, unravel_key
 from tensordict.nn import TensorDictModuleBase
-from torchrl.objectives.value import ValueEstimatorBase
+from torch.nn.modules.module import register_module_module_registration_hook
+from torchrl.objectives import LossModule
+from torchrl.objectives.value import MultiAgentGAE, ValueEstimatorBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from torchrl_rn.graph import RNGraph
 
 __all__ = ["GraphGAE"]
 
+#: the keys a TorchRL loss forwards to its estimator that name where GraphGAE writes its results
+_OUTPUTS = ("advantage", "value_target")
+
 
 class GraphGAE(ValueEstimatorBase):
     """Per-vertex GAE mixed along the agent graph.
 
-    Reads, for every group ``g`` of the graph, ``("next", g, "reward")`` and ``("next", g, "done" | "terminated")``
-    (falling back to the root ``done``/``terminated``, broadcast over the group, as VMAS writes them), and writes
-    ``(g, "state_value")``, ``(g, "advantage")`` and ``(g, "value_target")``. The field names are the estimator's
-    ``tensor_keys`` (``set_keys(advantage="adv")`` renames the field in every group).
+    Reads, for every group ``g`` of the graph, ``("next", g, "reward")`` and ``("next", g, "done" | "terminated")``,
+    and writes ``(g, "state_value")``, ``(g, "advantage")`` and ``(g, "value_target")``. A signal a group lacks is
+    taken from the root (the team ``done`` VMAS writes, or a team ``reward``) and broadcast over the group's vertices,
+    as TorchRL's :class:`~torchrl.objectives.value.MultiAgentGAE` does; a group's own flags pass through unchanged.
+    The graph critic runs once per call, on the step and its ``"next"`` data stacked together.
+
+    **Keys.** The estimator's ``tensor_keys`` are *field names* inside every group: ``set_keys(advantage="adv")``
+    writes ``(g, "adv")`` for every ``g``, and a nested key ``(g, "adv")`` sets the same field. Given to a stock
+    TorchRL loss through ``loss.make_value_estimator(gae)`` (``ClipPPOLoss``, ``MAPPOLoss``, ``IPPOLoss``, keyed as
+    TorchRL's multi-agent PPO tutorial keys them: ``value=(group, "state_value")``, ``reward=(group, "reward")``,
+    ...), GraphGAE takes the loss's keys: the group is the one the loss's ``value`` key names, and the loss's
+    ``advantage``/``value_target`` keys, when they are not that group's own fields (TorchRL's default
+    ``"advantage"`` at the root), receive a copy of that group's results. A loss whose keys name no group of the
+    graph is refused there, at ``make_value_estimator``, with the key to set.
 
     Args:
         graph (RNGraph): the agent graph.
@@ -90,10 +107,15 @@ class GraphGAE(ValueEstimatorBase):
         mixing[isolated] = torch.eye(n)[isolated]  # nobody to collaborate with: keep A_i
         self.register_buffer("mixing", mixing.to(device) if device is not None else mixing)
         self._sizes = [len(vs) for vs in graph.groups.values()]
+        # extra copies a loss asked for: {the loss's key: (group, "advantage" | "value_target")}
+        self._views: dict = {}
 
+    # ------------------------------------------------------------------ keys
     @property
     def in_keys(self) -> list:
-        return [*self.value_network.in_keys, *(("next", g, self._field("reward")) for g in self.graph.groups)]
+        critic_in = list(self.value_network.in_keys)
+        signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
+        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals]
 
     @property
     def out_keys(self) -> list:
@@ -103,11 +125,76 @@ class GraphGAE(ValueEstimatorBase):
         key = getattr(self.tensor_keys, name)
         return key[-1] if isinstance(key, tuple) else key
 
-    def _done(self, next_td: TensorDictBase, group: str, name: str, like: torch.Tensor) -> torch.Tensor:
-        flag = next_td.get((group, self._field(name)), None)
-        if flag is None:
-            flag = next_td.get(self._field(name)).unsqueeze(-2)
-        return flag.expand_as(like)
+    def set_keys(self, **kwargs) -> None:
+        """Sets the field names read and written in every group (a nested key ``(group, field)`` sets ``field``).
+
+        Keys that name a group of the graph (as a TorchRL loss forwards its own, ``value=(group, "state_value")``)
+        also declare that the ``advantage``/``value_target`` keys given with them receive that group's results.
+        """
+        accepted = self._AcceptedKeys.__dataclass_fields__
+        unknown = set(kwargs) - set(accepted)
+        if unknown:
+            raise KeyError(f"{sorted(unknown)} not accepted by GraphGAE.set_keys; accepted: {sorted(accepted)}.")
+        fields = {}
+        for name, key in kwargs.items():
+            if key is None:
+                raise ValueError(f"GraphGAE.set_keys: {name} cannot be None.")
+            fields[name] = [unravel_key(k) for k in key] if isinstance(key, list) else _tuple(unravel_key(key))[-1]
+        out_keys = getattr(self.value_network, "out_keys", None)
+        if "value" in fields and out_keys is not None:
+            missing = [g for g in self.graph.groups if (g, fields["value"]) not in out_keys]
+            if missing:
+                raise KeyError(f"GraphGAE: the value network writes no {fields['value']!r} for group(s) {missing}.")
+        conf = asdict(self._tensor_keys) if self._tensor_keys is not None else asdict(self.default_keys())
+        conf.update(fields)
+        self._tensor_keys = self._AcceptedKeys(**conf)
+        group = self._named_group(kwargs)
+        if group is not None:
+            self._declare_views(group, {k: unravel_key(kwargs[k]) for k in _OUTPUTS if k in kwargs})
+
+    def _named_group(self, keys: dict) -> str | None:
+        """The group of the graph that a loss's keys name (its ``value`` key first), or ``None``."""
+        for name in ("value", *_OUTPUTS, "reward"):
+            key = keys.get(name)
+            if isinstance(key, tuple) and len(key) >= 2 and key[0] in self.graph.groups:
+                return key[0]
+        return None
+
+    def _declare_views(self, group: str, outputs: dict) -> None:
+        for name, key in outputs.items():
+            own = (group, self._field(name))
+            previous = self._views.get(key)
+            if key == own:
+                self._views.pop(key, None)
+            elif previous is not None and previous[0] != group:
+                raise ValueError(
+                    f"GraphGAE already writes group {previous[0]!r}'s {name} at {key!r} for another loss; give this "
+                    f"loss its own key, e.g. loss.set_keys({name}={own!r})."
+                )
+            else:
+                self._views[key] = (group, name)
+
+    def _bind(self, loss: LossModule) -> None:
+        """Takes the keys of ``loss``, which was just given this estimator by ``make_value_estimator``."""
+        keys = {name: getattr(loss.tensor_keys, name) for name in ("value", *_OUTPUTS, "reward", "done", "terminated")
+                if hasattr(loss.tensor_keys, name)}
+        if self._named_group(keys) is None:
+            raise ValueError(
+                f"GraphGAE cannot tell which group {type(loss).__name__} trains: its value key {keys.get('value')!r} "
+                f"names no group of the graph {list(self.graph.groups)}; call loss.set_keys(value=(group, "
+                f"'state_value'), ...) before make_value_estimator."
+            )
+        self.set_keys(**keys)
+
+    # ------------------------------------------------------------------ computation
+    def _signal(self, next_td: TensorDictBase, group: str, name: str, value: torch.Tensor) -> torch.Tensor:
+        field = self._field(name)
+        signal = next_td.get((group, field), None)
+        if signal is None:
+            signal = next_td.get(field, None)
+        if signal is None:
+            raise KeyError(f"GraphGAE: no ('next', {group!r}, {field!r}) and no root ('next', {field!r}) in the data.")
+        return MultiAgentGAE._broadcast_to_agents(signal, value, -2)  # team signal -> every vertex; own: unchanged
 
     def forward(
         self,
@@ -123,20 +210,23 @@ class GraphGAE(ValueEstimatorBase):
         if tensordict.ndim < 1:
             raise ValueError("GraphGAE expects data with a time dimension, shaped [*B, T].")
         value_field = self._field("value")
+        next_td = tensordict.get("next")
+        in_keys = self.value_network.in_keys
         with torch.set_grad_enabled(self.differentiable):
-            self.value_network(tensordict)
-            next_td = tensordict.get("next")
-            self.value_network(next_td)
+            # one critic pass over the step and its next step
+            both = torch.stack([tensordict.select(*in_keys, strict=True), next_td.select(*in_keys, strict=True)])
+            both = self.value_network(both)
         time_dim = tensordict.ndim - 1
         advantages, targets = [], []
         for g in self.graph.groups:
-            value = tensordict.get((g, value_field))
-            next_value = next_td.get((g, value_field))
-            reward = next_td.get((g, self._field("reward")))
-            done = self._done(next_td, g, "done", reward)
-            terminated = self._done(next_td, g, "terminated", reward)
+            value, next_value = both.get((g, value_field)).unbind(0)
+            tensordict.set((g, value_field), value)
+            next_td.set((g, value_field), next_value)
             if not self.differentiable:
                 value, next_value = value.detach(), next_value.detach()
+            reward = self._signal(next_td, g, "reward", value)
+            done = self._signal(next_td, g, "done", value)
+            terminated = self._signal(next_td, g, "terminated", value)
             adv, target = vec_generalized_advantage_estimate(
                 self.gamma, self.lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
             )
@@ -149,9 +239,29 @@ class GraphGAE(ValueEstimatorBase):
         for g, adv, target in zip(self.graph.groups, advantages, targets):
             tensordict.set((g, self._field("advantage")), adv)
             tensordict.set((g, self._field("value_target")), target)
+        for key, (g, name) in self._views.items():
+            tensordict.set(key, tensordict.get((g, self._field(name))))
         return tensordict
 
     def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> TensorDictBase:
-        """The unmixed value targets of every group, as a ``{group: value_target}`` tensordict."""
+        """The unmixed value targets of every group, as a ``{group: value_target}`` tensordict.
+
+        ``tensordict`` is left unchanged.
+        """
         out = self.forward(tensordict.copy())
         return out.select(*((g, self._field("value_target")) for g in self.graph.groups))
+
+
+def _tuple(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _bind_to_loss(module, name, submodule):
+    # TorchRL's make_value_estimator(instance or class) stores the estimator as ``loss._value_estimator`` and tells it
+    # nothing; this hook lets GraphGAE take the loss's keys there (or refuse them with the key to set).
+    if (name == "_value_estimator" and isinstance(submodule, GraphGAE) and isinstance(module, LossModule)
+            and not getattr(module, "_keys_are_group_fields", False)):
+        submodule._bind(module)
+
+
+register_module_module_registration_hook(_bind_to_loss)

@@ -1,17 +1,20 @@
 """``RNLoss``: graph-aware policy optimisation, one PPO loss per vertex group in one objective.
 
-Each group keeps its own TorchRL loss (``ClipPPOLoss`` by default) on its own keys; ``RNLoss`` first re-runs the
-bottom-up message pass with gradients, so a superior's policy and critic losses reach its subordinates' learned
-message encoders in the same optimiser step (unless the composer was built with ``detach_messages=True``).
+Each group keeps its own TorchRL loss (``ClipPPOLoss`` by default) on its own keys; ``RNLoss`` first computes every
+group's advantage with one call of the shared value estimator (when the data lacks them), then re-runs the bottom-up
+message pass with gradients, so a superior's policy and critic losses reach its subordinates' learned message
+encoders in the same optimiser step (unless the composer was built with ``detach_messages=True``).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torchrl.objectives import ClipPPOLoss, LossModule
+from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
 from torchrl_rn.advantage import GraphGAE
@@ -19,9 +22,25 @@ from torchrl_rn.composer import GraphComposer
 
 __all__ = ["RNLoss"]
 
+#: the fields a value estimator reads or writes (the rest, action and sample_log_prob, only the group losses read)
+_ESTIMATOR_FIELDS = ("advantage", "value_target", "value", "reward", "done", "terminated")
+
 
 class RNLoss(LossModule):
     """Sum of one PPO loss per vertex group, with the graph-aware advantage.
+
+    A TorchRL :class:`~torchrl.objectives.LossModule`: keys are set with :meth:`set_keys`, the estimator with
+    :meth:`make_value_estimator`, and the output holds the totals ``loss_objective``, ``loss_critic`` and
+    ``loss_entropy`` (each the ``group_coeffs``-weighted sum of the groups' terms), so a stock TorchRL loop that
+    adds ``loss_vals["loss_objective"] + loss_vals["loss_critic"] + loss_vals["loss_entropy"]`` (or sums the
+    top-level ``loss_*`` entries) trains every group. Beside them: ``"loss"``, the sum of the totals (it does not
+    start with ``"loss_"``, so such a sum does not count it twice), and each group's own terms and diagnostics
+    under ``(group, "loss_objective" | "loss_critic" | "loss_entropy" | "entropy" | "kl_approx" |
+    "clip_fraction" | "ESS" | "explained_variance" | ...)``.
+
+    If the data lacks a group's advantage, every group's advantage is computed first, with one call of the value
+    estimator (one graph critic pass); if the data has them (e.g. ``loss.value_estimator(data)`` before a replay
+    buffer, as TorchRL's tutorials do), they are used as they are.
 
     Args:
         composer (GraphComposer): the composed graph; its actors, value heads and encoders are trained.
@@ -33,28 +52,64 @@ class RNLoss(LossModule):
             loss. Advantages are standardised over batch and time but not across a group's agents (TorchRL's
             multi-agent convention).
         group_coeffs (Mapping[str, float], optional): weight of each group's loss in the sum (default 1).
-        gamma, lmbda, beta, neighbourhood: hyperparameters of the default :class:`GraphGAE`.
+        gamma, lmbda, beta, neighbourhood: hyperparameters of the default :class:`GraphGAE` (and the defaults of
+            :meth:`make_value_estimator`).
 
-    The output holds ``"loss"`` (the weighted sum to back-propagate) and each group's own terms under
-    ``(group, "loss_objective" | "loss_critic" | "loss_entropy" | ...)``.
+    **Keys.** ``tensor_keys`` are *field names* inside every group: ``loss.set_keys(advantage="adv")`` makes every
+    group's loss read ``(group, "adv")`` and the estimator write it. The defaults are ``action``,
+    ``action_log_prob`` (``sample_log_prob``), ``state_value`` (``value``), ``advantage``, ``value_target``,
+    ``reward``, ``done`` and ``terminated``.
 
     Examples:
         >>> import torch
         >>> from torchrl.envs import TransformedEnv
+        >>> from torchrl.objectives import ValueEstimators
         >>> from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
         >>> from torchrl_rn.envs import MockMultiAgentEnv
         >>> graph = RNGraph.tree(4, branching=[2])
         >>> env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
         >>> composer = GraphComposer(graph, env, num_cells=16)
         >>> loss = RNLoss(composer, beta=0.5)
+        >>> _ = loss.make_value_estimator(ValueEstimators.GAE, gamma=0.95, lmbda=0.9)  # GraphGAE, beta=0.5 kept
         >>> with torch.no_grad():  # as a collector does
         ...     data = env.rollout(5, composer.policy)
-        ...     _ = loss.value_estimator(data)
-        >>> out = loss(data)
-        >>> out["loss"].backward()
-        >>> sorted(out.keys())
-        ['agents', 'level1', 'loss']
+        >>> out = loss(data)  # the advantages are computed here, once for all groups
+        >>> (out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]).backward()
+        >>> sorted(k for k in out.keys() if isinstance(k, str))
+        ['agents', 'level1', 'loss', 'loss_critic', 'loss_entropy', 'loss_objective']
     """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Field names inside every group ``g``: the group losses read ``(g, field)``.
+
+        Attributes:
+            action (str): the group's action. Defaults to ``"action"``.
+            sample_log_prob (str): its log-probability. Defaults to ``"action_log_prob"``.
+            value (str): the value head's output. Defaults to ``"state_value"``.
+            advantage (str): the advantage (written by the estimator). Defaults to ``"advantage"``.
+            value_target (str): the critic's target (written by the estimator). Defaults to ``"value_target"``.
+            reward (str): the group's reward, under ``"next"``. Defaults to ``"reward"``.
+            done (str): the group's done flag, under ``"next"`` (the root flag where a group has none).
+                Defaults to ``"done"``.
+            terminated (str): the group's terminated flag, likewise. Defaults to ``"terminated"``.
+        """
+
+        action: str = "action"
+        sample_log_prob: str = "action_log_prob"
+        value: str = "state_value"
+        advantage: str = "advantage"
+        value_target: str = "value_target"
+        reward: str = "reward"
+        done: str = "done"
+        terminated: str = "terminated"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    default_value_estimator = ValueEstimators.GAE
+    #: both build a :class:`GraphGAE` (with ``beta=0`` it is TorchRL's (multi-agent) GAE for every vertex)
+    SUPPORTED_VALUE_ESTIMATORS = (ValueEstimators.GAE, ValueEstimators.MAGAE)
+    _keys_are_group_fields = True  # GraphGAE's registration hook: these keys are fields, not a single group's keys
 
     def __init__(
         self,
@@ -81,41 +136,121 @@ class RNLoss(LossModule):
         self.group_coeffs = {g: float((group_coeffs or {}).get(g, 1.0)) for g in self.graph.groups}
         self.group_losses = nn.ModuleDict()
         for g in self.graph.groups:
-            loss = loss_cls(
+            self.group_losses[g] = loss_cls(
                 composer.actor(g), composer.value_head(g), clip_epsilon=clip_epsilon, entropy_coeff=entropy_coeff,
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
                 normalize_advantage_exclude_dims=(-2,), functional=False,
             )
-            loss.set_keys(
-                action=(g, "action"), sample_log_prob=(g, "action_log_prob"), value=(g, "state_value"),
-                advantage=(g, "advantage"), value_target=(g, "value_target"), reward=(g, "reward"),
-                done=(g, "done"), terminated=(g, "terminated"),
-            )
-            self.group_losses[g] = loss
-        self.make_value_estimator(gamma=gamma, lmbda=lmbda, beta=beta, neighbourhood=neighbourhood)
+        self._forward_value_estimator_keys()
+        self._estimator_defaults = {"gamma": gamma, "lmbda": lmbda, "beta": beta, "neighbourhood": neighbourhood}
+        self.make_value_estimator()
 
-    def make_value_estimator(self, value_type: ValueEstimatorBase | None = None, **hyperparams) -> RNLoss:
-        """Sets the estimator shared by every group's loss: a :class:`GraphGAE` over ``composer.critic`` built from
-        ``hyperparams`` (``gamma``, ``lmbda``, ``beta``, ``neighbourhood``), or a ready ``ValueEstimatorBase``."""
+    # ------------------------------------------------------------------ keys
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        keys = self.tensor_keys
+        for f in fields(keys):
+            if not isinstance(getattr(keys, f.name), str):
+                raise TypeError(f"RNLoss.set_keys({f.name}=...) takes a field name (str) inside every group, "
+                                f"got {getattr(keys, f.name)!r}.")
+        for g, loss in self.group_losses.items():
+            loss.set_keys(**{f.name: (g, getattr(keys, f.name)) for f in fields(keys)})
+        estimator = self._value_estimator
+        if isinstance(estimator, GraphGAE):
+            estimator.set_keys(**{name: getattr(keys, name) for name in _ESTIMATOR_FIELDS})
+
+    @property
+    def in_keys(self) -> list:
+        """What :meth:`forward` reads from data without advantages: the graph critic's inputs (now and next),
+        every group's actor inputs, action, log-probability and ``"next"`` reward and flags."""
+        keys = self.tensor_keys
+        produced = set(self.composer.messages.out_keys)
+        found: list = [*self.composer.messages.in_keys]
+        for k in self.composer.critic.in_keys:
+            found += [k, ("next", *_tuple(k))]
+        for g in self.graph.groups:
+            found += [k for k in self.composer.actor(g).in_keys if k not in produced]
+            found += [(g, keys.action), (g, keys.sample_log_prob)]
+            found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
+        return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
+
+    @property
+    def out_keys(self) -> list:
+        """The totals (``loss_*``), ``"loss"`` and every group's terms ``(group, term)``."""
+        per_group = [(g, k) for g, loss in self.group_losses.items() for k in loss.out_keys]
+        totals = list(dict.fromkeys(k for _, k in per_group if k.startswith("loss_")))
+        return [*totals, "loss", *per_group]
+
+    # ------------------------------------------------------------------ value estimator
+    def make_value_estimator(self, value_type: ValueEstimators | type | ValueEstimatorBase | str | None = None,
+                             **hyperparams) -> RNLoss:
+        """Sets the estimator that computes every group's advantage, shared by every group's loss.
+
+        Args:
+            value_type: ``None`` or :attr:`ValueEstimators.GAE` / ``MAGAE`` (or their names, ``"gae"``): a
+                :class:`GraphGAE` over ``composer.critic``; a :class:`GraphGAE` subclass, built likewise; another
+                ``ValueEstimatorBase`` subclass, built from ``hyperparams`` alone; or a ready estimator instance.
+                An estimator that is not a GraphGAE must write every group's ``(group, advantage)`` and
+                ``(group, value_target)``. The other enums (TD0, TD1, TDLambda, VTrace) raise ``ValueError``.
+            **hyperparams: for a GraphGAE, ``gamma``, ``lmbda``, ``beta``, ``neighbourhood``, ``differentiable``
+                (those not given are the ones this loss was built with).
+
+        Returns:
+            this loss.
+        """
         if value_type is None:
-            value_type = GraphGAE(self.graph, value_network=self.composer.critic, **hyperparams)
-        elif not isinstance(value_type, ValueEstimatorBase):
-            raise TypeError(f"RNLoss takes a ValueEstimatorBase instance or None, got {value_type!r}.")
-        self._value_estimator = value_type
+            value_type = self.default_value_estimator
+        if isinstance(value_type, str):
+            value_type = next((v for v in ValueEstimators if v.name.lower() == value_type.lower()), value_type)
+        if isinstance(value_type, (ValueEstimators, str)):
+            if value_type not in self.SUPPORTED_VALUE_ESTIMATORS:
+                raise ValueError(
+                    f"RNLoss supports value_type ValueEstimators.GAE or MAGAE (both build a GraphGAE), a "
+                    f"ValueEstimatorBase class or instance; got {value_type!r}."
+                )
+            value_type = GraphGAE
+        if isinstance(value_type, type) and issubclass(value_type, GraphGAE):
+            hp = {**self._estimator_defaults, "value_network": self.composer.critic, "device": self.composer.device,
+                  **hyperparams}
+            estimator = value_type(self.graph, **hp)
+        elif isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase):
+            estimator = value_type(**hyperparams)
+        elif isinstance(value_type, ValueEstimatorBase):
+            if hyperparams:
+                raise TypeError(f"RNLoss.make_value_estimator: hyperparameters {sorted(hyperparams)} given with an "
+                                f"estimator instance; set them on the instance.")
+            estimator = value_type
+        else:
+            raise TypeError(f"RNLoss.make_value_estimator takes a ValueEstimators member, a ValueEstimatorBase class "
+                            f"or instance, got {value_type!r}.")
+        self.value_type = type(estimator)
+        self._value_estimator = estimator
+        self._forward_value_estimator_keys()
         for loss in self.group_losses.values():
-            loss.make_value_estimator(value_type)
+            loss.make_value_estimator(estimator)
         return self
 
+    # ------------------------------------------------------------------ loss
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         td = tensordict.clone(False)
+        advantage = self.tensor_keys.advantage
+        if any(td.get((g, advantage), None) is None for g in self.graph.groups):
+            self.value_estimator(td)  # every group at once; the group losses then find their advantage
         # the bottom-up pass with gradients: superiors' losses reach the encoders below them
         self.composer.messages(td)
         out = TensorDict()
-        total = 0.0
+        totals: dict[str, torch.Tensor] = {}
         for g, loss in self.group_losses.items():
             terms = loss(td)
             out.set(g, terms)
-            group_total = sum(v for k, v in terms.items() if k.startswith("loss_"))
-            total = total + self.group_coeffs[g] * group_total
-        out.set("loss", total)
+            coeff = self.group_coeffs[g]
+            for k, v in terms.items():
+                if k.startswith("loss_"):
+                    totals[k] = totals[k] + coeff * v if k in totals else coeff * v
+        for k, v in totals.items():
+            out.set(k, v)
+        out.set("loss", sum(totals.values()))
         return out
+
+
+def _tuple(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
