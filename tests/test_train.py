@@ -17,9 +17,10 @@ def mock_env_fn(n_agents=3):
 
 
 def tiny_config(tmp_path, **overrides):
-    kwargs = dict(task="mock", graph="tree:2", frames=600, frames_per_batch=200, max_steps=5, minibatch_size=100,
-                  epochs=2, num_cells=16, manager_cells=16, eval_every=1, eval_envs=8, logger="csv",
-                  out=str(tmp_path / "run"))
+    kwargs = dict(task="mock", frames=600, frames_per_batch=200, max_steps=5, minibatch_size=100,
+                  epochs=2, num_cells=16, eval_every=1, eval_envs=8, logger="csv", out=str(tmp_path / "run"))
+    if overrides.get("algo", "rn") == "rn":
+        kwargs.update(graph="tree:2", manager_cells=16)
     kwargs.update(overrides)
     return TrainConfig(**kwargs)
 
@@ -103,8 +104,10 @@ def test_cli_cyclic_graph(capsys, tmp_path):
 
 
 def test_cli_wrong_agent_count(capsys, tmp_path):
-    code, out = run_cli(capsys, "train", "--task", "vmas/balance", "--n-agents", "0", "--out", str(tmp_path))
-    assert code == 2 and out.err.count("\n") == 1 and "balance" in out.err
+    code, out = run_cli(capsys, "train", "--task", "vmas/balance", "--n-agents", "1", "--out", str(tmp_path / "run"))
+    assert code == 2 and out.err == ("rn: error: task 'vmas/balance' cannot take n_agents=1: it needs at least 2 "
+                                     "agent(s).\n")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_resume_from_something_that_is_not_a_checkpoint(capsys, tmp_path):
@@ -119,7 +122,7 @@ def test_cli_resume_from_something_that_is_not_a_checkpoint(capsys, tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="unknown algo 'qmix'"):
         TrainConfig(algo="qmix")
-    with pytest.raises(ValueError, match="multiple of max_steps"):
+    with pytest.raises(ValueError, match="multiple of --max-steps"):
         TrainConfig(frames_per_batch=150, max_steps=100)
     with pytest.raises(ValueError, match=r"unknown logger 'foo'; choose one of \['csv', 'tensorboard'"):
         TrainConfig(logger="foo")

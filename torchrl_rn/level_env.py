@@ -198,7 +198,9 @@ class LevelEnv(Transform):
             root = next_tensordict.get(key)
             for g in self.exposed:
                 n = len(self.graph.groups[g])
-                self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
+                # a copy, not an expanded view: a collector's reset writes into these flags in place
+                flags = root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]).clone()
+                self._set(next_tensordict, g, key, flags)
 
     def _route_rewards(self, next_tensordict: TensorDictBase) -> None:
         graph, g0 = self.graph, self.graph.env_group
