@@ -1,4 +1,4 @@
-"""Every bad input to ``rn`` is refused before work starts: one line naming the culprit, exit code 2, no file touched."""
+"""Every bad input to ``rn`` is refused before work starts: one line naming the culprit, exit 2, no file touched."""
 from __future__ import annotations
 
 import hashlib

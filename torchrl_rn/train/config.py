@@ -87,16 +87,19 @@ class TrainConfig:
             )
         if self.minibatch_size > self.frames_per_batch:
             raise ValueError(f"--minibatch-size ({self.minibatch_size}) must be <= --frames-per-batch "
-                             f"({self.frames_per_batch}): an epoch samples frames_per_batch // minibatch_size minibatches.")
+                             f"({self.frames_per_batch}): an epoch samples frames_per_batch // minibatch_size "
+                             "minibatches.")
         for name, low, high, closed_low in (("lr", 0.0, float("inf"), False), ("gamma", 0.0, 1.0, False),
                                             ("lmbda", 0.0, 1.0, True), ("clip_epsilon", 0.0, float("inf"), False),
                                             ("max_grad_norm", 0.0, float("inf"), False),
                                             ("entropy_coeff", 0.0, float("inf"), True), ("beta", 0.0, 1.0, True)):
             value = getattr(self, name)
             if not (low <= value if closed_low else low < value) or not value <= high or math.isnan(value):
-                interval = f"{'[' if closed_low else '('}{low:g}, {high:g}]" if high < float("inf") else (
-                    f">= {low:g}" if closed_low else f"> {low:g}")
-                raise ValueError(f"{_flag(name)} must be {'in ' if high < float('inf') else ''}{interval}, got {value}.")
+                if high < float("inf"):
+                    interval = f"in {'[' if closed_low else '('}{low:g}, {high:g}]"
+                else:
+                    interval = f">= {low:g}" if closed_low else f"> {low:g}"
+                raise ValueError(f"{_flag(name)} must be {interval}, got {value}.")
         if self.phi not in PHIS:
             raise ValueError(f"--phi must be one of {PHIS}, got {self.phi!r}.")
         if self.neighbourhood not in NEIGHBOURHOODS:
@@ -111,7 +114,7 @@ class TrainConfig:
                 raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
         try:
             device = torch.device(self.device)
-        except RuntimeError as err:
+        except RuntimeError:
             raise ValueError(f"--device {self.device!r} is not a torch device (e.g. cpu, cuda, cuda:1).") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {self.device!r}: CUDA is not available in this torch build or machine.")

@@ -139,7 +139,8 @@ class RNTrainer:
         cfg = self.config
         if cfg.algo == "rn":
             self.composer = GraphComposer(
-                self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells, share_params=cfg.share_params, critic=cfg.critic,
+                self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
+                share_params=cfg.share_params, critic=cfg.critic,
                 detach_messages=cfg.detach_messages, device=self.device,
             )
             loss = RNLoss(
@@ -164,7 +165,8 @@ class RNTrainer:
         loss = loss_cls(policy, critic, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
                         normalize_advantage=cfg.normalize_advantage)
         # per-agent done flags where the env has them (PettingZoo), else the team's: MultiAgentGAE broadcasts those
-        done_keys = {key: ("agents", key) if ("agents", key) in env.done_keys else key for key in ("done", "terminated")}
+        done_keys = {key: ("agents", key) if ("agents", key) in env.done_keys else key
+                     for key in ("done", "terminated")}
         loss.set_keys(reward=("agents", "reward"), action=("agents", "action"),
                       sample_log_prob=("agents", "action_log_prob"), value=("agents", "state_value"), **done_keys)
         loss.make_value_estimator(gamma=cfg.gamma, lmbda=cfg.lmbda)
@@ -247,7 +249,9 @@ class RNTrainer:
         if remaining <= 0:
             return self.history
         self.save(run_dir / CHECKPOINT)  # resumable from the first iteration on, even if killed during it
-        logger = get_logger(cfg.logger, logger_name=str(run_dir / "logs"), experiment_name="run") if cfg.logger else None
+        logger = None
+        if cfg.logger:
+            logger = get_logger(cfg.logger, logger_name=str(run_dir / "logs"), experiment_name="run")
         collector = self.make_collector(-(-remaining // cfg.frames_per_batch) * cfg.frames_per_batch)
         GlobalRNGState().load_state_dict(self._rng)  # building the collector may have drawn random numbers
         bar = tqdm(total=cfg.frames, initial=self.frames, unit="frames", disable=not self.progress,
@@ -359,9 +363,9 @@ class RNTrainer:
             elif name not in config:
                 raise ValueError(f"--{name.replace('_', '-')} cannot be given with --resume.")
             elif value != config[name]:
-                raise ValueError(f"--{name.replace('_', '-')} {value!r} differs from the checkpoint's {config[name]!r}: "
-                                 f"--resume continues a run as configured (only {', '.join('--' + r for r in RESUMABLE)} "
-                                 "can change).")
+                flag, changeable = "--" + name.replace("_", "-"), ", ".join("--" + r for r in RESUMABLE)
+                raise ValueError(f"{flag} {value!r} differs from the checkpoint's {config[name]!r}: --resume "
+                                 f"continues a run as configured (only {changeable} can change).")
         if frames is not None:
             config["frames"] = frames
         config["out"] = str(folder)  # where the run lives now, even if it was copied or started without --out
