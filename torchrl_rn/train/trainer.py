@@ -131,7 +131,10 @@ class RNTrainer:
 
     # ------------------------------------------------------------------ construction
     def _wrap(self, env: EnvBase) -> TransformedEnv:
-        env = TransformedEnv(env, LevelEnv(self.graph)) if self.graph is not None else TransformedEnv(env)
+        if not isinstance(env, TransformedEnv):  # appended, not nested: TorchRL warns when it unwraps nested ones
+            env = TransformedEnv(env)
+        if self.graph is not None:
+            env.append_transform(LevelEnv(self.graph))
         env.append_transform(RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")]))
         return env
 
