@@ -129,7 +129,8 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         seed=seed, logger="",
         out=str(out / "runs" / task.replace("/", "-") / _folder(method) / f"seed{seed}"), **definition(method),
     )
-    trainer = RNTrainer(cfg, progress=False)
+    # force: the task's JSON records finished runs; a run folder it does not list is an unfinished one, redone
+    trainer = RNTrainer(cfg, progress=False, force=True)
     start = time.perf_counter()
     history = trainer.train()
     wall = time.perf_counter() - start

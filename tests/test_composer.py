@@ -5,6 +5,7 @@ import pytest
 import torch
 from tensordict.nn import TensorDictSequential
 from torchrl.envs import TransformedEnv
+from torchrl.testing import get_available_devices
 
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
@@ -115,8 +116,24 @@ def test_motor_action_dim_must_match_env():
         GraphComposer(graph, make_rn_env(RNGraph.flat(3)))
 
 
-def test_composer_respects_device(composed):
-    _, _, composer = composed("dag")
-    assert composer.device == torch.device("cpu")
-    tensors = list(composer.parameters()) + list(composer.buffers())
-    assert list(composer.buffers()) and all(t.device == composer.device for t in tensors)
+_CUDA = [d for d in get_available_devices() if d.type == "cuda"]
+
+
+@pytest.mark.parametrize(
+    "device",
+    # meta: any parameter or buffer created without the device lands on the CPU and fails this test, on any machine
+    ["meta", *(str(d) for d in _CUDA)]
+    + ([] if _CUDA else [pytest.param("cuda", marks=pytest.mark.skip(reason="no CUDA device on this machine"))]),
+)
+@pytest.mark.parametrize("name", ["tree3", "dag"])
+def test_composer_respects_device(device, name):
+    graph = GRAPHS[name](4)
+    env = make_rn_env(graph, device="cpu" if device == "meta" else device)
+    composer = GraphComposer(graph, env, num_cells=16, critic="group", device=device)
+    assert composer.device == torch.device(device)
+    tensors = dict(composer.named_parameters()) | dict(composer.named_buffers())
+    assert list(composer.buffers())
+    assert {n: t.device for n, t in tensors.items() if t.device != torch.device(device)} == {}
+    if device != "meta":  # a real device: the policy runs there
+        td = composer.policy(env.reset())
+        assert td[graph.env_group, "action"].device == torch.device(device)

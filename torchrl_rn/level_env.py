@@ -251,7 +251,9 @@ class LevelEnv(Transform):
             for g in self.exposed:
                 if next_tensordict.get((g, key), None) is None:
                     n = len(self.graph.groups[g])
-                    self._set(next_tensordict, g, key, root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]))
+                    # a copy, not an expanded view: a collector's reset writes into these flags in place
+                    flags = root.unsqueeze(-2).expand(*root.shape[:-1], n, root.shape[-1]).clone()
+                    self._set(next_tensordict, g, key, flags)
 
     def _route_rewards(self, next_tensordict: TensorDictBase) -> None:
         graph, g0 = self.graph, self.graph.env_group

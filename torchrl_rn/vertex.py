@@ -12,7 +12,7 @@ the group is the unit of speed. A group owns up to five modules, all reading and
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tensordict.nn import NormalParamExtractor, TensorDictModule
@@ -22,7 +22,7 @@ from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "VertexGroup", "message_key"]
+__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "VertexGroup", "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
 
@@ -108,6 +108,48 @@ def message_key(graph: RNGraph, group: str) -> NestedKey:
     if phi == "identity" or (phi == "mean" and group == graph.env_group):
         return (group, "observation")
     return (group, "message")
+
+
+def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequence[NestedKey], group: str, *,
+               device: torch.device | str | None = None) -> ProbabilisticActor:
+    """A group's stochastic policy for its action spec: TanhNormal for ``Bounded``, categorical for discrete specs.
+
+    Shared by :class:`VertexGroup` and the trainer's MAPPO/IPPO baselines, so both handle the same action kinds.
+
+    Args:
+        spec (TensorSpec): the group's action spec, ``Bounded``, ``Categorical`` or ``OneHot``.
+        net (callable): ``net(n_out, *head_modules) -> nn.Module`` mapping the ``in_keys`` to ``n_out`` features per
+            agent, followed by ``head_modules``.
+        in_keys (list of keys): the network's inputs.
+        group (str): the group; actions are written to ``(group, "action")``.
+
+    Keyword Args:
+        device (torch.device, optional): where the distribution's bounds live.
+
+    Examples:
+        >>> from torchrl.data import Categorical
+        >>> from torchrl.modules import MultiAgentMLP
+        >>> net = lambda n_out, *head: nn.Sequential(MultiAgentMLP(4, n_out, n_agents=2, centralized=False), *head)
+        >>> actor = actor_head(Categorical(3, shape=(2,)), net, [("agents", "observation")], "agents")
+        >>> actor.out_keys[:2]
+        [('agents', 'logits'), ('agents', 'action')]
+    """
+    if isinstance(spec, Bounded):
+        loc_scale = [(group, "loc"), (group, "scale")]
+        head = TensorDictModule(net(2 * spec.shape[-1], NormalParamExtractor()), in_keys, loc_scale)
+        return ProbabilisticActor(
+            head, in_keys=loc_scale, out_keys=[(group, "action")], distribution_class=TanhNormal,
+            distribution_kwargs={"low": spec.space.low.to(device), "high": spec.space.high.to(device)},
+            return_log_prob=True,
+        )
+    if isinstance(spec, (Categorical, OneHot)):
+        head = TensorDictModule(net(spec.space.n), in_keys, [(group, "logits")])
+        dist = OneHotCategorical if isinstance(spec, OneHot) else torch.distributions.Categorical
+        return ProbabilisticActor(head, in_keys=[(group, "logits")], out_keys=[(group, "action")],
+                                  distribution_class=dist, return_log_prob=True)
+    raise TypeError(
+        f"group {group!r}: unsupported action spec {type(spec).__name__}; use Bounded, Categorical or OneHot."
+    )
 
 
 def _bank_index(graph: RNGraph, group: str, neighbours: dict, sources: Sequence[str],
@@ -236,25 +278,7 @@ class VertexGroup(nn.Module):
         else:
             spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
         self.action_spec = spec
-        loc_scale = [(group, "loc"), (group, "scale")]
-        if isinstance(spec, Bounded):
-            a_dim = spec.shape[-1]
-            head = TensorDictModule(mlp(2 * a_dim, False, NormalParamExtractor()), in_keys, loc_scale)
-            self.actor = ProbabilisticActor(
-                head, in_keys=loc_scale, out_keys=[self.action_key], distribution_class=TanhNormal,
-                distribution_kwargs={"low": spec.space.low.to(device), "high": spec.space.high.to(device)},
-                return_log_prob=True,
-            )
-        elif isinstance(spec, (Categorical, OneHot)):
-            n_actions = spec.space.n
-            head = TensorDictModule(mlp(n_actions, False), in_keys, [(group, "logits")])
-            dist = OneHotCategorical if isinstance(spec, OneHot) else torch.distributions.Categorical
-            self.actor = ProbabilisticActor(head, in_keys=[(group, "logits")], out_keys=[self.action_key],
-                                            distribution_class=dist, return_log_prob=True)
-        else:
-            raise TypeError(
-                f"group {group!r}: unsupported action spec {type(spec).__name__}; use Bounded, Categorical or OneHot."
-            )
+        self.actor = actor_head(spec, lambda n_out, *head: mlp(n_out, False, *head), in_keys, group, device=device)
         # V(o-, o+)
         self.value_head = TensorDictModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
 

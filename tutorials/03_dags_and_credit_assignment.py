@@ -116,7 +116,7 @@ for beta in cfg.betas:
                          frames_per_batch=cfg.frames_per_batch, max_steps=cfg.max_steps, epochs=cfg.epochs,
                          minibatch_size=cfg.minibatch_size, num_cells=cfg.num_cells, eval_every=cfg.eval_every,
                          seed=cfg.seed, logger="", out=str(OUT / "03_runs" / f"beta{beta}"))
-    history = RNTrainer(config, progress=False).train()
+    history = RNTrainer(config, progress=False, force=True).train()  # force: rerunning replaces these runs
     sweep[beta] = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
     print(f"beta={beta}: final eval return {sweep[beta][-1][1]:.2f}")
 

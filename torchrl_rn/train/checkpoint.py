@@ -1,31 +1,59 @@
-"""Checkpoints of a run: written atomically, loaded with a clear error when a file is not one."""
+"""Checkpoints of a run: plain tensors and containers, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint holds the configuration, counters, history, parameters, optimiser state and every random generator's
+state (python, numpy, torch CPU and CUDA, through :class:`torchrl.checkpoint.GlobalRNGState`) as dicts, lists,
+tuples, numbers, strings and tensors only, so :func:`load_checkpoint` reads it with ``torch.load(...,
+weights_only=True)``: a file from elsewhere can never run code while it is loaded.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT", "CheckpointError", "load_checkpoint"]
+__all__ = ["CHECKPOINT", "FORMAT", "CheckpointError", "load_checkpoint", "atomic_save"]
 
 CHECKPOINT = "checkpoint.pt"
+#: the ``format`` entry of every checkpoint this version writes (torchrl-rn/1 had no random state but torch's CPU one)
+FORMAT = "torchrl-rn/2"
 
 
 class CheckpointError(ValueError):
     """A path given to ``--resume`` / ``rn eval`` that is not a torchrl-rn checkpoint."""
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint file (or the ``checkpoint.pt`` of a run folder), with a clear error if it is not one."""
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file of ``path``: the file itself, or the ``checkpoint.pt`` of a run folder."""
     path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint file (or the ``checkpoint.pt`` of a run folder), with a clear error if it is not one.
+
+    The file is read with ``weights_only=True``: a file whose unpickling would run code is refused, not run.
+    """
+    path = checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {str(path)!r}.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is "not a checkpoint"
-        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint ({type(err).__name__}).") from None
-    if not isinstance(state, dict) or state.get("format") != "torchrl-rn/1":
+        detail = "it holds objects other than tensors and plain containers" if "weights_only" in str(err) else (
+            type(err).__name__)
+        raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint ({detail}).") from None
+    if not isinstance(state, dict) or not str(state.get("format", "")).startswith("torchrl-rn/"):
         raise CheckpointError(f"{str(path)!r} is not a torchrl-rn checkpoint.")
+    if state["format"] != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is a {state['format']} checkpoint; this torchrl-rn reads {FORMAT} only.")
     return state
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then a rename: a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
             kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
             train.add_argument(flag, type=kind, default=None, help=f"default: {default}")
     train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+    train.add_argument("--force", action="store_true", help="replace the run an existing --out folder holds")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
     ev.add_argument("checkpoint")
@@ -35,29 +36,57 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rn`` command."""
+    """Entry point of the ``rn`` command.
+
+    Bad input (settings, task, graph, output folder, checkpoint) is refused before any work starts, with one line
+    ``rn: error: ...`` and exit code 2; set ``RN_TRACEBACK=1`` for the traceback. Errors during training are bugs and
+    keep theirs. Ctrl-C keeps the last checkpoint, plots, prints the resume command and exits with 130.
+    """
     args = _parser().parse_args(argv)
+    trainer = None
     try:
+        trainer = _build(args)
         if args.command == "train":
-            if args.resume:
-                trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
-            else:
-                given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-                config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-                trainer = RNTrainer(config, progress=not args.no_progress)
             history = trainer.train()
             last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
             print(f"done: {trainer.frames} frames, eval return {last:.3f}, results in {trainer.config.run_dir}")
         else:
-            trainer = RNTrainer.resume(args.checkpoint, progress=False)
             print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
-    except (GraphError, CheckpointError, ValueError, KeyError, ImportError) as err:  # bad input: one line
+    except _BadInput as err:
+        print(f"rn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if trainer is None or args.command != "train":
+            print("rn: interrupted", file=sys.stderr)
+        else:
+            run = trainer.config.run_dir
+            print(f"rn: interrupted after iteration {trainer.iteration} ({trainer.frames} frames); resume with: "
+                  f"rn train --resume {run}", file=sys.stderr)
+        return 130
+    return 0
+
+
+class _BadInput(Exception):
+    """A bad setting, task, graph, folder or checkpoint, reported in one line."""
+
+
+def _build(args: argparse.Namespace) -> RNTrainer:
+    """The trainer ``args`` ask for; any error here is bad input (configuration, graph, env, checkpoint loading)."""
+    try:
+        progress = not getattr(args, "no_progress", True)
+        if args.command == "eval":
+            return RNTrainer.resume(args.checkpoint, progress=False)
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+        given = {k: v for k, v in given.items() if v is not None}
+        if args.resume:
+            if args.force:
+                raise ValueError("--force cannot be given with --resume: a resumed run continues in its own folder.")
+            return RNTrainer.resume(args.resume, settings=given, progress=progress)
+        return RNTrainer(TrainConfig(**given), progress=progress, force=args.force)
+    except (GraphError, CheckpointError, ValueError, ImportError) as err:
         if os.environ.get("RN_TRACEBACK"):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rn: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+        raise _BadInput(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
 
 
 if __name__ == "__main__":

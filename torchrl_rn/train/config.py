@@ -1,9 +1,17 @@
 """``TrainConfig``: every knob of a training run, as one dataclass."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+
+from torchrl_rn.graph import PHI_OPTIONS as PHIS
 
 __all__ = ["TrainConfig", "ALGOS", "LOGGERS"]
 
@@ -11,6 +19,10 @@ ALGOS = ("rn", "mappo", "ippo")
 #: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
 LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
            "trackio": "trackio"}
+NEIGHBOURHOODS = ("both", "up", "down")
+CRITICS = ("group", "local")
+#: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
+RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells")
 
 @dataclass
 class TrainConfig:
@@ -54,6 +66,7 @@ class TrainConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
+        """Refuses a bad setting in one line naming the option, before anything is built or written."""
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; choose one of {ALGOS}.")
         if self.logger not in LOGGERS:
@@ -61,14 +74,54 @@ class TrainConfig:
         package = LOGGERS[self.logger]
         if package and importlib.util.find_spec(package) is None:  # fail now, not after the first batch
             raise ValueError(f"logger {self.logger!r} needs the {package} package: pip install {package}")
-        for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps"):
+        for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps", "eval_every", "eval_envs",
+                     "num_cells", "manager_cells"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+                raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}.")
+        if self.n_agents is not None and self.n_agents < 1:
+            raise ValueError(f"--n-agents must be >= 1, got {self.n_agents}.")
         if self.frames_per_batch % self.max_steps:
             raise ValueError(
-                f"frames_per_batch ({self.frames_per_batch}) must be a multiple of max_steps ({self.max_steps}): "
+                f"--frames-per-batch ({self.frames_per_batch}) must be a multiple of --max-steps ({self.max_steps}): "
                 "the collector runs frames_per_batch / max_steps vectorised envs."
             )
+        if self.minibatch_size > self.frames_per_batch:
+            raise ValueError(f"--minibatch-size ({self.minibatch_size}) must be <= --frames-per-batch "
+                             f"({self.frames_per_batch}): an epoch samples frames_per_batch // minibatch_size "
+                             "minibatches.")
+        for name, low, high, closed_low in (("lr", 0.0, float("inf"), False), ("gamma", 0.0, 1.0, False),
+                                            ("lmbda", 0.0, 1.0, True), ("clip_epsilon", 0.0, float("inf"), False),
+                                            ("max_grad_norm", 0.0, float("inf"), False),
+                                            ("entropy_coeff", 0.0, float("inf"), True), ("beta", 0.0, 1.0, True)):
+            value = getattr(self, name)
+            if not (low <= value if closed_low else low < value) or not value <= high or math.isnan(value):
+                if high < float("inf"):
+                    interval = f"in {'[' if closed_low else '('}{low:g}, {high:g}]"
+                else:
+                    interval = f">= {low:g}" if closed_low else f"> {low:g}"
+                raise ValueError(f"{_flag(name)} must be {interval}, got {value}.")
+        if self.phi not in PHIS:
+            raise ValueError(f"--phi must be one of {PHIS}, got {self.phi!r}.")
+        if self.neighbourhood not in NEIGHBOURHOODS:
+            raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
+        if self.critic not in CRITICS:
+            raise ValueError(f"--critic must be one of {CRITICS}, got {self.critic!r}.")
+        if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
+            if changed:
+                verb = "applies" if len(changed) == 1 else "apply"
+                raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"--device {self.device!r} is not a torch device (e.g. cpu, cuda, cuda:1).") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device!r}: CUDA is not available in this torch build or machine.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--device {self.device!r}: MPS is not available on this machine.")
+        if self.out is not None:
+            _check_writable(Path(self.out))
 
     @property
     def num_envs(self) -> int:
@@ -76,7 +129,39 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
+        """The run's folder: ``out``, or ``results/<task>_<method>_seed<seed>`` (a name, never a path).
+
+        :class:`RNTrainer` gives a run without ``out`` a fresh timestamped folder under this name instead, so that no
+        run ever replaces another.
+        """
         if self.out:
             return Path(self.out)
-        name = self.algo if self.algo != "rn" else f"rn-{self.graph.replace(':', '').replace(',', '-')}"
-        return Path("results") / f"{self.task.replace('/', '-')}_{name}_seed{self.seed}"
+        return Path("results") / f"{_slug(self.task)}_{self.method_name}_seed{self.seed}"
+
+    @property
+    def method_name(self) -> str:
+        """``mappo``, ``ippo`` or ``rn-<graph>``; a graph read from a file is ``rn-file`` (a path is no name)."""
+        if self.algo != "rn":
+            return self.algo
+        graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-'))}"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _slug(text: str) -> str:
+    """``text`` with everything but letters, digits, ``.``, ``+`` and ``-`` replaced by ``-``: a file name."""
+    return re.sub(r"[^A-Za-z0-9.+-]", "-", text).strip(".-") or "run"
+
+
+def _check_writable(out: Path) -> None:
+    """Refuses an ``--out`` that cannot be created or written, without creating anything."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder.")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(out)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r} is not writable ({str(existing)!r} is read-only).")

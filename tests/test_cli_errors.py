@@ -1,0 +1,158 @@
+"""Every bad input to ``rn`` is refused before work starts: one line naming the culprit, exit 2, no file touched."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchrl_rn.train import main
+
+TINY = ["--task", "mock", "--frames", "100", "--frames-per-batch", "50", "--max-steps", "5", "--minibatch-size", "50",
+        "--epochs", "1", "--num-cells", "8", "--eval-envs", "2", "--logger", "",
+        "--no-progress"]
+
+
+class Evil:
+    """Unpickling this creates a file: what a checkpoint from elsewhere could do under ``weights_only=False``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder of inputs: a finished run, bad graph files, files that are not checkpoints."""
+    root = tmp_path_factory.mktemp("inputs")
+    cwd = os.getcwd()
+    assert main(["train", *TINY, "--out", str(root / "run")]) == 0
+    assert os.getcwd() == cwd
+    (root / "notes.txt").write_text("hello")
+    (root / "bad.json").write_text("{not json")
+    (root / "afile").write_text("a file, not a folder")
+    torch.save({"weights": torch.zeros(2)}, root / "foreign.pt")
+    old = torch.load(root / "run" / "checkpoint.pt", weights_only=True)
+    old["format"] = "torchrl-rn/1"
+    torch.save(old, root / "old.pt")
+    torch.save({"format": "torchrl-rn/2", "payload": Evil(root / "pwned")}, root / "evil.pt")
+    return root
+
+
+# (name, argv with {d} for the inputs folder and {t} for a fresh folder, text the one error line must contain)
+CASES = [
+    ("unknown task prefix", ["train", "--task", "foo/bar", "--out", "{t}/run"], "'foo/bar'"),
+    ("unknown vmas scenario", ["train", "--task", "vmas/no_such_scenario", "--out", "{t}/run"], "no_such_scenario"),
+    ("unknown gym env", ["train", "--task", "gym/NoSuchEnv-v0", "--out", "{t}/run"], "NoSuchEnv-v0"),
+    ("tree of 0 levels", [*TINY, "--graph", "tree:0", "--out", "{t}/run"], "tree:0"),
+    ("dag:4 with 5 agents", [*TINY, "--n-agents", "5", "--graph", "dag:4", "--out", "{t}/run"], "--graph 'dag:4'"),
+    ("unknown graph spec", [*TINY, "--graph", "pyramid", "--out", "{t}/run"], "pyramid"),
+    ("missing graph file", [*TINY, "--graph", "{d}/missing.json", "--out", "{t}/run"], "missing.json"),
+    ("malformed graph file", [*TINY, "--graph", "{d}/bad.json", "--out", "{t}/run"], "bad.json"),
+    ("too few agents for the task", ["train", "--task", "vmas/balance", "--n-agents", "1", "--out", "{t}/run"],
+     "n_agents=1"),
+    ("zero agents", [*TINY, "--n-agents", "0", "--out", "{t}/run"], "--n-agents"),
+    ("negative agents", [*TINY, "--n-agents", "-2", "--out", "{t}/run"], "--n-agents"),
+    ("unknown algo", [*TINY, "--algo", "qmix", "--out", "{t}/run"], "qmix"),
+    ("lr zero", [*TINY, "--lr", "0", "--out", "{t}/run"], "--lr"),
+    ("lr negative", [*TINY, "--lr", "-0.001", "--out", "{t}/run"], "--lr"),
+    ("gamma above 1", [*TINY, "--gamma", "1.5", "--out", "{t}/run"], "--gamma"),
+    ("gamma zero", [*TINY, "--gamma", "0", "--out", "{t}/run"], "--gamma"),
+    ("lmbda above 1", [*TINY, "--lmbda", "1.2", "--out", "{t}/run"], "--lmbda"),
+    ("clip epsilon zero", [*TINY, "--clip-epsilon", "0", "--out", "{t}/run"], "--clip-epsilon"),
+    ("minibatch larger than batch", [*TINY, "--minibatch-size", "60", "--out", "{t}/run"], "--minibatch-size"),
+    ("batch not a multiple of max steps", [*TINY, "--frames-per-batch", "52", "--out", "{t}/run"],
+     "--frames-per-batch"),
+    ("zero epochs", [*TINY, "--epochs", "0", "--out", "{t}/run"], "--epochs"),
+    ("eval every 0", [*TINY, "--eval-every", "0", "--out", "{t}/run"], "--eval-every"),
+    ("eval envs 0", [*TINY, "--eval-envs", "0", "--out", "{t}/run"], "--eval-envs"),
+    ("max steps 0", [*TINY, "--max-steps", "0", "--out", "{t}/run"], "--max-steps"),
+    ("negative entropy", [*TINY, "--entropy-coeff", "-0.1", "--out", "{t}/run"], "--entropy-coeff"),
+    ("beta above 1", [*TINY, "--beta", "1.5", "--out", "{t}/run"], "--beta"),
+    ("beta negative", [*TINY, "--beta", "-0.5", "--out", "{t}/run"], "--beta"),
+    ("unknown phi", [*TINY, "--phi", "max", "--out", "{t}/run"], "--phi"),
+    ("unknown neighbourhood", [*TINY, "--neighbourhood", "sideways", "--out", "{t}/run"], "--neighbourhood"),
+    ("unknown logger", [*TINY, "--logger", "foo", "--out", "{t}/run"], "'foo'"),
+    ("graph with mappo", [*TINY, "--algo", "mappo", "--graph", "dag", "--out", "{t}/run"], "--graph"),
+    ("beta with ippo", [*TINY, "--algo", "ippo", "--beta", "0.5", "--out", "{t}/run"], "--beta"),
+    ("phi with mappo", [*TINY, "--algo", "mappo", "--phi", "mean", "--out", "{t}/run"], "--phi"),
+    ("bad device", [*TINY, "--device", "toaster", "--out", "{t}/run"], "--device"),
+    ("out under a file", [*TINY, "--out", "{d}/afile/run"], "afile"),
+    ("out is a file", [*TINY, "--out", "{d}/afile"], "afile"),
+    ("out holds a finished run", [*TINY, "--out", "{d}/run"], "--force"),
+    ("resume from nothing", ["train", "--resume", "{d}/missing"], "missing"),
+    ("resume from a text file", ["train", "--resume", "{d}/notes.txt"], "notes.txt"),
+    ("resume from a foreign torch file", ["train", "--resume", "{d}/foreign.pt"], "foreign.pt"),
+    ("resume from an old format", ["train", "--resume", "{d}/old.pt"], "torchrl-rn/1"),
+    ("resume from a crafted pickle", ["train", "--resume", "{d}/evil.pt"], "evil.pt"),
+    ("resume with a changed setting", ["train", "--resume", "{d}/run", "--lr", "0.5"], "--lr"),
+    ("resume with another task", ["train", "--resume", "{d}/run", "--task", "vmas/balance"], "--task"),
+    ("resume into another folder", ["train", "--resume", "{d}/run", "--out", "{t}/elsewhere"], "--out"),
+    ("resume with force", ["train", "--resume", "{d}/run", "--force"], "--force"),
+    ("eval of nothing", ["eval", "{d}/missing"], "missing"),
+    ("eval of a text file", ["eval", "{d}/notes.txt"], "notes.txt"),
+    ("eval of a foreign torch file", ["eval", "{d}/foreign.pt"], "foreign.pt"),
+    ("eval of a crafted pickle", ["eval", "{d}/evil.pt"], "evil.pt"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("cuda on a CPU build", [*TINY, "--device", "cuda", "--out", "{t}/run"], "--device 'cuda'"))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("name, argv, culprit", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line(name, argv, culprit, inputs, tmp_path, capsys, monkeypatch):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)  # a default results/ folder would appear here
+    argv = [a.format(d=inputs, t=fresh) for a in (argv if argv[0] in ("train", "eval") else ["train", *argv])]
+    before = _tree(inputs)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rn: error: "), err
+    assert culprit in lines[0], lines[0]
+    assert _tree(inputs) == before and _tree(fresh) == {}
+    assert not (inputs / "pwned").exists()
+
+
+def test_the_crafted_checkpoint_would_run_code_without_weights_only(inputs, tmp_path):
+    """The crafted file of the table does create a file when unpickled the unsafe way: the table's check means
+    something."""
+    marker = tmp_path / "marker"
+    torch.save({"format": "torchrl-rn/2", "payload": Evil(marker)}, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_at_least_25_bad_inputs():
+    assert len(CASES) >= 25
+
+
+def test_internal_errors_keep_their_traceback(inputs, tmp_path, monkeypatch):
+    """A bug during training is not 'bad input': it propagates with its traceback instead of one line and exit 2."""
+    from torchrl_rn import RNTrainer
+
+    def broken(self, data):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(RNTrainer, "update", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["train", *TINY, "--out", str(tmp_path / "run")])
+
+
+def test_graph_error_names_the_graph_file(inputs, tmp_path, capsys):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "zz"}]}))
+    code = main(["train", *TINY, "--graph", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and str(path) in err
