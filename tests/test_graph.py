@@ -11,11 +11,10 @@ from torchrl_rn import GraphError, RNGraph
 
 def test_cycle_error_names_the_cycle():
     g = nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "m")])
-    with pytest.raises(GraphError, match="cycle") as err:
+    # the cycle's vertices in order, from whichever vertex networkx starts at, and nothing else
+    rotations = "|".join(" -> ".join([*r, r[0]]) for r in (("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b")))
+    with pytest.raises(GraphError, match=rf"the agent graph has a cycle: ({rotations})\. An RN graph must be acyclic"):
         RNGraph(g)
-    for v in ("a", "b", "c"):
-        assert f"{v} ->" in str(err.value) or f"-> {v}" in str(err.value)
-    assert "m" not in str(err.value).split(":")[1].split(".")[0]
 
 
 def test_self_loop_is_a_cycle():
