@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import pickle
 
 import networkx as nx
@@ -222,3 +223,17 @@ def test_skipping_edges_names_the_edge():
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     assert not skip.is_layered() and skip.skipping_edges() == [("top", "m1")]
     assert RNGraph.overlapping(4, 2, root=True).is_layered()
+
+
+def test_from_spec_reads_a_node_link_json_file(tmp_path):
+    g = nx.DiGraph()
+    g.add_edges_from([("boss", "m1"), ("boss", "m0"), ("aide", "m1")])
+    g.nodes["boss"]["psi"] = "mean"
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(nx.node_link_data(g, edges="edges")))
+    graph = RNGraph.from_spec(str(path), 2)
+    assert graph.groups == {"agents": ["m1", "m0"], "level1": ["boss", "aide"]}
+    assert graph.subordinates("boss") == ["m1", "m0"] and graph.superiors("m1") == ["boss", "aide"]
+    assert graph.attr("boss", "psi") == "mean" and graph.attr("aide", "psi") == "sum"
+    with pytest.raises(GraphError, match=r"cannot read graph file '.*missing\.json'"):
+        RNGraph.from_spec(str(tmp_path / "missing.json"), 2)
