@@ -169,7 +169,8 @@ def test_parallel_trans_env_check(shape):
 def test_parallel_trans_env_check_tag_view():
     graph = SHAPES["tree22"]()
     composer = composer_for(graph)
-    env = ParallelEnv(2, lambda: view_env(graph, 1, composer), mp_start_method=MP_START)  # each worker runs its copy of the motors
+    # each worker runs its own copy of the motors' policy
+    env = ParallelEnv(2, lambda: view_env(graph, 1, composer), mp_start_method=MP_START)
     try:
         check_env_specs(env)
         td = env.rollout(3, composer.actor("level1"))
