@@ -270,6 +270,7 @@ def test_drops_into_a_stock_loss_keyed_as_the_tutorial(composed, loss_cls):
     assert loss.tensor_keys.advantage == "advantage"
     gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)
     loss.make_value_estimator(gae)
+    assert {"advantage", "value_target"} <= set(gae.out_keys)
     torch.manual_seed(1)
     out = loss(data)  # no advantage in the data: the loss asks GraphGAE, then reads "advantage"
     # the same loss on the motors' own keys, advantages precomputed by an unbound estimator

@@ -25,39 +25,39 @@ def group_clip_loss(composer, g, **kwargs):
     return loss
 
 
+@pytest.mark.parametrize("branching", [[2], [2, 2]])
 @pytest.mark.parametrize("detach", [False, True])
-def test_managers_loss_reaches_motor_encoder_iff_not_detached(detach):
-    # phi=learned: the managers observe the motors' learned messages; with coefficients (agents 0, level1 1) the
-    # motors' encoder is trained by the managers' loss alone, and its gradient must be exactly the one autograd
-    # gives for a stock ClipPPOLoss of level1 over a message pass with gradients (none when detached)
-    graph = RNGraph.tree(4, [2], defaults={"phi": "learned", "message_dim": 4})
+def test_top_loss_reaches_encoders_below_iff_not_detached(detach, branching):
+    # phi=learned: superiors observe their subordinates' learned messages. With every coefficient but the top
+    # group's at 0, the encoders below are trained by the top group's loss alone, and their gradients must be exactly
+    # the ones autograd gives for a stock ClipPPOLoss of the top group over a message pass with gradients (none when
+    # detached); the top group's own actor gets the same gradient either way
+    graph = RNGraph.tree(4, branching, defaults={"phi": "learned", "message_dim": 4})
     env = make_rn_env(graph)
     composer = GraphComposer(graph, env, num_cells=8, detach_messages=detach)
-    loss = RNLoss(composer, group_coeffs={"agents": 0.0})
+    *below, top = graph.groups
+    loss = RNLoss(composer, group_coeffs=dict.fromkeys(below, 0.0))
     data = collect(env, composer.policy)
     with torch.no_grad():
         loss.value_estimator(data)
-    encoder = list(composer.vertex_groups["agents"].encoder.parameters())
-    manager = list(composer.vertex_groups["level1"].actor.parameters())
-    ref = group_clip_loss(composer, "level1", entropy_coeff=0.01)
+    encoders = [p for g in below for p in composer.vertex_groups[g].encoder.parameters()]
+    actor = list(composer.vertex_groups[top].actor.parameters())
     td = data.clone(False)
     composer.messages(td)
-    torch.manual_seed(5)  # the agents' TanhNormal entropy draws first in RNLoss
-    ref_agents = group_clip_loss(composer, "agents", entropy_coeff=0.01)(data.clone(False))
-    del ref_agents
-    terms = ref(td)
+    torch.manual_seed(5)  # the TanhNormal entropies are Monte-Carlo draws, taken group by group in RNLoss
+    terms = {g: group_clip_loss(composer, g, entropy_coeff=0.01)(td) for g in graph.groups}[top]
     ref_total = terms["loss_objective"] + terms["loss_critic"] + terms["loss_entropy"]
-    ref_grads = torch.autograd.grad(ref_total, encoder + manager, allow_unused=True)
+    ref_grads = torch.autograd.grad(ref_total, encoders + actor, allow_unused=True)
     torch.manual_seed(5)
     out = loss(data)
     (out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]).backward()
-    for p, ref_grad in zip(encoder, ref_grads[: len(encoder)]):
+    for p, ref_grad in zip(encoders, ref_grads[: len(encoders)]):
         if detach:
             assert ref_grad is None and (p.grad is None or not p.grad.any())
         else:
             assert ref_grad is not None and ref_grad.abs().sum() > 0
             torch.testing.assert_close(p.grad, ref_grad)
-    for p, ref_grad in zip(manager, ref_grads[len(encoder):]):  # the managers' own actor: the same either way
+    for p, ref_grad in zip(actor, ref_grads[len(encoders):]):
         torch.testing.assert_close(p.grad, ref_grad)
 
 

@@ -119,7 +119,8 @@ class GraphGAE(ValueEstimatorBase):
 
     @property
     def out_keys(self) -> list:
-        return [(g, self._field(k)) for g in self.graph.groups for k in ("advantage", "value_target", "value")]
+        own = [(g, self._field(k)) for g in self.graph.groups for k in ("advantage", "value_target", "value")]
+        return [*own, *self._views]  # and the copies losses asked for (see the class docstring)
 
     def _field(self, name: str) -> str:
         key = getattr(self.tensor_keys, name)
