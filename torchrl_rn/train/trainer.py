@@ -22,7 +22,8 @@ Runs resume exactly: every iteration starts from a state that depends only on th
 not the process was restarted in between. Before each batch, the envs are reseeded from ``(seed, iteration)`` and
 reset, and the replay buffer is emptied; every random generator (python, numpy, torch CPU and CUDA) is saved in the
 checkpoint; evaluation reseeds its envs and leaves the generators as it found them. So a run killed at any point and
-resumed gives the same metrics as one never interrupted.
+resumed gives the same metrics as one never interrupted. (An episode still running when a batch ends is cut there;
+GAE bootstraps it from the value of its last observation, as for a truncation.)
 """
 from __future__ import annotations
 
