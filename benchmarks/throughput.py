@@ -89,7 +89,7 @@ def policy_costs(p: Preset) -> list[dict]:
     for n in p.motor_counts:
         env = MockMultiAgentEnv(n, num_envs=p.policy_envs, obs_dim=p.obs_dim, seed=0)
         baseline = RNTrainer(TrainConfig(task="mock", algo="mappo", frames_per_batch=p.policy_envs, max_steps=1,
-                                         num_cells=p.num_cells, logger=""),
+                                         minibatch_size=p.policy_envs, num_cells=p.num_cells, logger=""),
                              env_fn=lambda k, seed, n=n: MockMultiAgentEnv(n, num_envs=k, obs_dim=p.obs_dim),
                              progress=False).policy
         td = env.reset()

@@ -95,6 +95,23 @@ def test_baselines_run_through_the_same_trainer(tmp_path, algo):
     assert len(history) == 1 and "eval_return" in history[-1]
 
 
+def test_baselines_advantages_equal_per_agent_flags_broadcast_by_hand(tmp_path):
+    """TorchRL's MultiAgentGAE broadcasts the team done: the same advantages as flags written per agent by hand."""
+    trainer = RNTrainer(tiny_config(tmp_path, algo="mappo", frames=200), env_fn=mock_env_fn(), progress=False)
+    data = next(iter(trainer.make_collector(200)))
+    assert data["next", "done"].any() and ("agents", "done") not in data["next"].keys(True)
+    ours = data.clone()
+    trainer._advantage(ours)
+    by_hand = data.clone()
+    for key in ("done", "terminated"):
+        flag = by_hand["next", key]
+        by_hand["next", "agents", key] = flag.unsqueeze(-2).expand(*flag.shape[:-1], 3, 1).clone()
+    trainer.loss.set_keys(done=("agents", "done"), terminated=("agents", "terminated"))
+    trainer.loss.value_estimator(by_hand, params=trainer.loss.critic_network_params,
+                                 target_params=trainer.loss.target_critic_network_params)
+    assert torch.equal(ours["advantage"], by_hand["advantage"])
+
+
 @pytest.mark.parametrize("algo", ["mappo", "ippo"])
 def test_baselines_train_on_a_discrete_task(tmp_path, algo):
     """The baselines share VertexGroup's actor head, so a Categorical action spec (CartPole) works for them too."""

@@ -129,7 +129,8 @@ def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequenc
     Examples:
         >>> from torchrl.data import Categorical
         >>> from torchrl.modules import MultiAgentMLP
-        >>> net = lambda n_out, *head: nn.Sequential(MultiAgentMLP(4, n_out, n_agents=2, centralized=False), *head)
+        >>> def net(n_out, *head):
+        ...     return nn.Sequential(MultiAgentMLP(4, n_out, n_agents=2, centralized=False, share_params=True), *head)
         >>> actor = actor_head(Categorical(3, shape=(2,)), net, [("agents", "observation")], "agents")
         >>> actor.out_keys[:2]
         [('agents', 'logits'), ('agents', 'action')]

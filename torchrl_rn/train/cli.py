@@ -75,7 +75,7 @@ def _build(args: argparse.Namespace) -> RNTrainer:
     try:
         progress = not getattr(args, "no_progress", True)
         if args.command == "eval":
-            return RNTrainer.resume(args.checkpoint, progress=False)
+            return RNTrainer.resume(args.checkpoint, progress=False, read_only=True)
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
         given = {k: v for k, v in given.items() if v is not None}
         if args.resume:

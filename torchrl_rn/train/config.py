@@ -120,8 +120,6 @@ class TrainConfig:
             raise ValueError(f"--device {self.device!r}: CUDA is not available in this torch build or machine.")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"--device {self.device!r}: MPS is not available on this machine.")
-        if self.out is not None:
-            _check_writable(Path(self.out))
 
     @property
     def num_envs(self) -> int:

@@ -22,7 +22,8 @@ Runs resume exactly: every iteration starts from a state that depends only on th
 not the process was restarted in between. Before each batch, the envs are reseeded from ``(seed, iteration)`` and
 reset, and the replay buffer is emptied; every random generator (python, numpy, torch CPU and CUDA) is saved in the
 checkpoint; evaluation reseeds its envs and leaves the generators as it found them. So a run killed at any point and
-resumed gives the same metrics as one never interrupted.
+resumed gives the same metrics as one never interrupted. (An episode still running when a batch ends is cut there;
+GAE bootstraps it from the value of its last observation, as for a truncation.)
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ from torchrl_rn.graph import GraphError, RNGraph
 from torchrl_rn.level_env import LevelEnv
 from torchrl_rn.loss import RNLoss
 from torchrl_rn.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, atomic_save, load_checkpoint
-from torchrl_rn.train.config import TrainConfig
+from torchrl_rn.train.config import TrainConfig, _check_writable
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.vertex import actor_head
 
@@ -81,6 +82,12 @@ class RNTrainer:
         env_fn (callable, optional): ``env_fn(num_envs, seed) -> EnvBase`` replacing the task factory (for custom or
             mock envs); the env's agents must be in the group ``"agents"``.
         progress (bool): show a progress bar. Defaults to ``True``.
+        force (bool): start even if ``config.out`` holds a run, whose files are then removed when training starts.
+            Defaults to ``False``: such a folder is refused with a :class:`ValueError`.
+
+    Raises:
+        ValueError: ``config.out`` holds a run and ``force`` is not set; or the task, graph or env is bad
+            (:class:`~torchrl_rn.graph.GraphError` for the graph).
 
     Examples:
         >>> from torchrl_rn import RNTrainer
@@ -102,6 +109,8 @@ class RNTrainer:
             config = dataclasses.replace(config, out=str(_free_folder(config.run_dir)))
         elif not (force or _resuming):
             _refuse_existing_run(config.run_dir)
+        if not _resuming:
+            _check_writable(config.run_dir)
         self.config = cfg = config
         self.progress = progress
         self._force = force and not _resuming  # remove the old run's files when training starts, not before
@@ -341,7 +350,7 @@ class RNTrainer:
 
     @classmethod
     def resume(cls, path: str | Path, *, frames: int | None = None, settings: dict[str, Any] | None = None,
-               **kwargs) -> RNTrainer:
+               read_only: bool = False, **kwargs) -> RNTrainer:
         """A trainer rebuilt from a checkpoint's config and state, writing into the checkpoint's folder.
 
         Args:
@@ -351,6 +360,7 @@ class RNTrainer:
             frames (int, optional): a new frame budget (the only setting a resumed run may change).
             settings (dict, optional): other settings given with the resume (e.g. from the command line); each must
                 equal the checkpoint's, otherwise a :class:`ValueError` names it.
+            read_only (bool): the trainer will not train (e.g. ``rn eval``): its folder need not be writable.
             **kwargs: :class:`RNTrainer`'s keyword arguments (``env_fn``, ``progress``).
         """
         state = load_checkpoint(path)
@@ -376,6 +386,8 @@ class RNTrainer:
             config = TrainConfig(**config)
         except TypeError as err:
             raise CheckpointError(f"{str(path)!r} holds a configuration this torchrl-rn cannot read ({err}).") from None
+        if not read_only:
+            _check_writable(config.run_dir)
         trainer = cls(config, _resuming=True, **kwargs)
         trainer.load(path)
         return trainer
