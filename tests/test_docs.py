@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs"]
+MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs",
+           "train.diagnostics", "train.stats", "train.evaluate"]
 
 
 @pytest.mark.parametrize("name", MODULES)

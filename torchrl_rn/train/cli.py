@@ -1,62 +1,192 @@
-"""The ``rn`` command line: ``rn train`` and ``rn eval``."""
+"""The ``rn`` command line: ``rn train``, ``rn eval`` and ``rn show``.
+
+``rn train``'s options are generated from :class:`TrainConfig`'s field docs (meaning, unit, default and choices);
+``--config exp.yaml`` reads an experiment file (flags override it) and ``--seeds 0,1,2`` runs one folder per seed
+plus an aggregate curve with a 95% band.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
-from torchrl_rn.train.config import TrainConfig
+from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
 from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["main"]
+
+_EPILOG = GRAPH_SPEC_HELP + """
+
+examples:
+  rn train --task vmas/balance --graph tree:2 --frames 60000
+  rn train --config exp.yaml --lr 1e-3        # flags override the file
+  rn train --config results/RUN/config.yaml   # run a recorded config again
+  rn train --task vmas/balance --seeds 0,1,2  # one folder per seed + aggregate.png (mean, 95% CI)"""
+
+_EVAL_EPILOG = """\
+why the return may differ from the one recorded during training: training evaluates on its own eval envs
+(seeded with the run's seed + 1, --eval-envs of them, one episode each); rn eval draws --episodes fresh
+episodes from envs seeded with --seed. Both are deterministic (the policy's mode), but different initial
+states give a different sample mean: compare the 95% CIs, not the means."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rn", description="Reinforcement Networks on TorchRL.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an RN graph or a MAPPO/IPPO baseline")
-    defaults = TrainConfig()
+    train = sub.add_parser(
+        "train", help="train an RN graph or a MAPPO/IPPO baseline", epilog=_EPILOG,
+        description="Train one run (or one per --seeds) and write config.yaml, metrics.csv, curve.png and "
+                    "checkpoint.pt into its folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for f in dataclasses.fields(TrainConfig):
-        # None = not given: TrainConfig's default for a new run, the checkpoint's value with --resume
-        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        # None = not given: the --config file's value, else TrainConfig's default (the checkpoint's with --resume)
+        flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default: {default}")
-        else:
-            kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
-            train.add_argument(flag, type=kind, default=None, help=f"default: {default}")
-    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field_help(f))
+            continue
+        kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
+        metavar = (f.metadata.get("unit") or f.name).upper().replace(" ", "_") if kind is not str else None
+        train.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), metavar=metavar,
+                           help=field_help(f))
+    train.add_argument("--config", default=None, metavar="YAML",
+                       help="experiment file of TrainConfig fields (e.g. a run's config.yaml); flags given on the "
+                            "command line override its values")
+    train.add_argument("--seeds", default=None, type=_seed_list, metavar="S1,S2,...",
+                       help="run these seeds one after another (overrides --seed), one folder per seed (<out>/seed<S> "
+                            "with --out), then write aggregate.png/.csv/.json: mean and t-based 95%% CI over seeds")
+    train.add_argument("--resume", default=None, metavar="RUN",
+                       help="checkpoint file or run folder to continue from (its config is reused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
-    ev.add_argument("checkpoint")
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a trained run over N deterministic episodes", epilog=_EVAL_EPILOG,
+        description="Evaluate a checkpoint: mean, std and 95% CI of the episode return over --episodes "
+                    "deterministic episodes, optionally with a GIF of one rollout.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("checkpoint", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
+    ev.add_argument("--episodes", type=int, default=32, metavar="N",
+                    help="episodes to average, one per vectorised env, each max_steps long [default: 32]")
+    ev.add_argument("--seed", type=int, default=12345, metavar="S",
+                    help="seed of the evaluation envs (not the training seed) [default: 12345]")
+    ev.add_argument("--video", action="store_true",
+                    help="also render the first episode (VMAS tasks) to <RUN>/eval.gif")
+    ev.add_argument("--out", default=None, metavar="PATH", help="where to write the GIF [default: <RUN>/eval.gif]")
+
+    show = sub.add_parser(
+        "show", help="draw a trained network with what each vertex does",
+        description="Draw the run's agent graph by level: vertices coloured by group and annotated with their "
+                    "evaluation return, policy entropy and influence (mean |change| of their subordinates' action "
+                    "means when their instruction is replaced by another sample).",
+    )
+    show.add_argument("run", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
+    show.add_argument("--out", default=None, metavar="PNG", help="where to write the picture [default: <RUN>/network.png]")
+    show.add_argument("--episodes", type=int, default=8, metavar="N",
+                      help="deterministic episodes the statistics are measured on [default: 8]")
+    show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")
     return parser
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct integers, got {text!r}")
+    return seeds
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: the ``--config`` file (if any), overridden by the flags given on the command line."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.config:
+        return TrainConfig.from_yaml(args.config, **given)
+    return TrainConfig(**given)
+
+
+def _train(args: argparse.Namespace) -> None:
+    config = config_from_args(args)
+    if args.seeds:
+        from torchrl_rn.train.multiseed import run_seeds
+
+        folder = run_seeds(config, args.seeds, progress=not args.no_progress)
+        print(f"done: {len(args.seeds)} seeds, aggregate curve in {folder / 'aggregate.png'}")
+        return
+    trainer = RNTrainer(config, progress=not args.no_progress)
+    _report(trainer, trainer.train())
+
+
+def _report(trainer: RNTrainer, history: list[dict[str, float]]) -> None:
+    last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
+    print(f"done: {trainer.frames} frames, eval return (deterministic, {trainer.config.eval_envs} episodes) "
+          f"{last:.3f}, results in {trainer.config.run_dir}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    report = evaluate_run(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video,
+                          video_path=args.out)
+    print(report.summary())
+
+
+def _show(args: argparse.Namespace) -> None:
+    from torchrl_rn.train.show import show_run
+
+    path = show_run(args.run, out=args.out, episodes=args.episodes, seed=args.seed)
+    print(f"network drawn in {path}")
+
+
+@contextlib.contextmanager
+def quiet_console() -> Iterator[None]:
+    """Silences TorchRL's INFO lines and known harmless warnings for the duration of one ``rn`` command.
+
+    Scoped (restored on exit), so tests and library users still see everything.
+    """
+    torchrl_logger = logging.getLogger("torchrl")
+    level = torchrl_logger.level
+    torchrl_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # torchrl 0.14 deprecations inside its own collectors, not something a user of rn can act on
+            warnings.filterwarnings("ignore", message=r".*WeightUpdaterBase is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*Nested TransformedEnvs", category=UserWarning)
+            yield
+    finally:
+        torchrl_logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rn`` command."""
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "train":
-            if args.resume:
-                trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
+    with quiet_console():
+        try:
+            if args.command == "train":
+                if args.resume:
+                    trainer = RNTrainer.resume(args.resume, frames=args.frames, progress=not args.no_progress)
+                    _report(trainer, trainer.train())
+                else:
+                    _train(args)
+            elif args.command == "eval":
+                _eval(args)
             else:
-                given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-                config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-                trainer = RNTrainer(config, progress=not args.no_progress)
-            history = trainer.train()
-            last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
-            print(f"done: {trainer.frames} frames, eval return {last:.3f}, results in {trainer.config.run_dir}")
-        else:
-            trainer = RNTrainer.resume(args.checkpoint, progress=False)
-            print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
-    except (GraphError, CheckpointError, ValueError, KeyError, ImportError) as err:  # bad input: one line
-        if os.environ.get("RN_TRACEBACK"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rn: error: {message}", file=sys.stderr)
-        return 2
+                _show(args)
+        except (GraphError, CheckpointError, ValueError, KeyError, ImportError) as err:  # bad input: one line
+            if os.environ.get("RN_TRACEBACK"):
+                raise
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"rn: error: {message}", file=sys.stderr)
+            return 2
     return 0
 
 
