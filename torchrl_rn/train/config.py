@@ -150,7 +150,7 @@ class TrainConfig:
         Examples:
             >>> import tempfile, pathlib
             >>> path = pathlib.Path(tempfile.mkdtemp()) / "exp.yaml"
-            >>> TrainConfig(task="mock", frames=400).to_yaml(path)
+            >>> _ = TrainConfig(task="mock", frames=400).to_yaml(path)
             >>> TrainConfig.from_yaml(path, seed=3) == TrainConfig(task="mock", frames=400, seed=3)
             True
         """
