@@ -102,7 +102,10 @@ class RNTrainer:
 
     # ------------------------------------------------------------------ construction
     def _wrap(self, env: EnvBase) -> TransformedEnv:
-        env = TransformedEnv(env, LevelEnv(self.graph)) if self.graph is not None else TransformedEnv(env)
+        # extend a TransformedEnv (gym tasks) rather than nest one: TorchRL would unwrap it, with a warning
+        env = env if type(env) is TransformedEnv else TransformedEnv(env)
+        if self.graph is not None:
+            env.append_transform(LevelEnv(self.graph))
         env.append_transform(RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")]))
         return env
 
