@@ -90,15 +90,19 @@ def _vmas_renderer(env: EnvBase) -> Callable[[], object]:
 
 
 def render_rollout(env: EnvBase, policy, steps: int, path: str | Path, *, fps: int = 20) -> Path:
-    """Runs ``policy`` deterministically in a VMAS ``env`` for ``steps`` steps and writes env 0's frames as a GIF."""
+    """Runs ``policy`` deterministically in a VMAS ``env`` for ``steps`` steps and writes env 0's ``steps + 1``
+    frames (initial state included) as a GIF."""
     try:
         import imageio.v2 as imageio
     except ImportError:
         raise ImportError("--video needs the imageio package: pip install imageio") from None
     render = _vmas_renderer(env)
-    frames = []
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        env.rollout(steps, policy, break_when_any_done=False, callback=lambda *_: frames.append(render()))
+        td = env.reset()
+        frames = [render()]  # the initial state, then one frame per step (TorchRL skips the last step's callback)
+        env.rollout(steps, policy, auto_reset=False, tensordict=td, break_when_any_done=False,
+                    callback=lambda *_: frames.append(render()))
+        frames.append(render())
     path = Path(path)
     imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
     return path
