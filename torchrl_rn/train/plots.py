@@ -28,7 +28,7 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, *, title: str
     plt.close(fig)
 
 
-def plot_aggregate(rows: list[dict[str, float]], path: str | Path, *, title: str = "", ax=None,
+def plot_aggregate(rows: list[dict[str, float]], path: str | Path | None, *, title: str = "", ax=None,
                    label: str | None = None) -> None:
     """Mean evaluation return over seeds with its 95% band (rows of :func:`~torchrl_rn.train.multiseed.aggregate`).
 
