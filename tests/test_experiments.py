@@ -14,8 +14,7 @@ import torch
 
 from torchrl_rn.envs import MockMultiAgentEnv
 from torchrl_rn.graph import NEIGHBOURHOODS, PHI_OPTIONS
-from torchrl_rn.train import RNTrainer, TrainConfig, main
-from torchrl_rn.train import cli
+from torchrl_rn.train import RNTrainer, TrainConfig, cli, main
 from torchrl_rn.train.config import ALGOS, CRITICS, LOGGERS
 from torchrl_rn.train.stats import mean_ci95
 
@@ -25,8 +24,9 @@ TINY = ["--task", "mock", "--frames", "200", "--frames-per-batch", "100", "--max
 
 
 def tiny_config(tmp_path, **overrides):
-    kwargs = dict(task="mock", graph="tree:2", frames=200, frames_per_batch=100, max_steps=5, minibatch_size=50,
-                  epochs=2, num_cells=8, manager_cells=8, eval_every=1, eval_envs=4, out=str(tmp_path / "run"))
+    kwargs = {"task": "mock", "graph": "tree:2", "frames": 200, "frames_per_batch": 100, "max_steps": 5,
+              "minibatch_size": 50, "epochs": 2, "num_cells": 8, "manager_cells": 8, "eval_every": 1, "eval_envs": 4,
+              "out": str(tmp_path / "run")}
     kwargs.update(overrides)
     return TrainConfig(**kwargs)
 

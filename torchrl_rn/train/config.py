@@ -37,9 +37,9 @@ graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
                 attributes (phi, psi, share, action_dim, message_dim, agent) as in RNGraph"""
 
 
-def _opt(default: Any, help: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:  # noqa: A002
+def _opt(default: Any, text: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:
     """A dataclass field with its help text, closed set of choices and unit, as metadata."""
-    metadata = {"help": help, "choices": choices, "unit": unit}
+    metadata = {"help": text, "choices": choices, "unit": unit}
     return field(default=default, metadata=metadata)
 
 

@@ -49,8 +49,8 @@ class EvalReport:
 
     def summary(self) -> str:
         n = len(self.returns)
-        lines = [f"eval return (deterministic, {n} episodes, seed {self.seed}): mean {self.mean:.3f}, "
-                 f"std {self.std:.3f}, 95% CI +-{self.ci95:.3f} ({self.frames_trained} frames trained)"]
+        lines = [(f"eval return (deterministic, {n} episodes, seed {self.seed}): mean {self.mean:.3f}, "
+                  f"std {self.std:.3f}, 95% CI +-{self.ci95:.3f} ({self.frames_trained} frames trained)")]
         if self.recorded is not None:
             lines.append(
                 f"recorded during training: {self.recorded:.3f} on {self.eval_envs} other episodes (eval envs seeded "
