@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345, metavar="S",
                     help="seed of the evaluation envs (not the training seed) [default: 12345]")
     ev.add_argument("--video", action="store_true",
-                    help="also render the first episode (VMAS tasks) to <RUN>/eval.gif")
+                    help="also render one more episode from the same seed (VMAS tasks) to a GIF")
     ev.add_argument("--out", default=None, metavar="PATH", help="where to write the GIF [default: <RUN>/eval.gif]")
 
     show = sub.add_parser(

@@ -87,7 +87,7 @@ class TrainConfig:
                                "minibatch_size steps, sampled without replacement", unit="frames")
     lr: float = _opt(3e-4, "Adam learning rate of every actor, critic and message encoder")
     max_grad_norm: float = _opt(1.0, "gradients are clipped to this global L2 norm before each Adam step")
-    gamma: float = _opt(0.99, "discount factor of the returns", unit="per step")
+    gamma: float = _opt(0.99, "per-step discount factor of the returns")
     lmbda: float = _opt(0.9, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo")
     clip_epsilon: float = _opt(0.2, "PPO's clipping range of the probability ratio (1 +- clip_epsilon)")
     entropy_coeff: float = _opt(1e-4, "weight of the entropy bonus in each PPO loss")
