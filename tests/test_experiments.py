@@ -117,6 +117,21 @@ def test_seeds_write_one_folder_per_seed_and_an_aggregate(tmp_path, capsys):
     assert (out / "aggregate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sweep_runs_each_value_over_the_seeds(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["train", *TINY, "--frames", "100", "--sweep", "beta=0,0.5", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    for beta in (0.0, 0.5):
+        assert TrainConfig.from_yaml(out / f"beta{beta}" / "seed0" / "config.yaml").beta == beta
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["values"] == ["0.0", "0.5"] and summary["seeds"] == [0]
+    rows = list(csv.DictReader((out / "beta0.5" / "seed0" / "metrics.csv").open()))
+    assert summary["final_eval_return"]["0.5"]["mean"] == pytest.approx(float(rows[-1]["eval_return"]))
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["train", "--sweep", "learning_rate=1,2"]) == 2
+    assert "--sweep takes FIELD=V1,V2" in capsys.readouterr().err
+
+
 def test_bad_seed_list_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--seeds", "0,a"])

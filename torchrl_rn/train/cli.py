@@ -28,7 +28,8 @@ examples:
   rn train --task vmas/balance --graph tree:2 --frames 60000
   rn train --config exp.yaml --lr 1e-3        # flags override the file
   rn train --config results/RUN/config.yaml   # run a recorded config again
-  rn train --task vmas/balance --seeds 0,1,2  # one folder per seed + aggregate.png (mean, 95% CI)"""
+  rn train --task vmas/balance --seeds 0,1,2  # one folder per seed + aggregate.png (mean, 95% CI)
+  rn train --sweep beta=0,0.5 --seeds 0,1,2    # one aggregate per value + sweep.png"""
 
 _EVAL_EPILOG = """\
 why the return may differ from the one recorded during training: training evaluates on its own eval envs
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", default=None, type=_seed_list, metavar="S1,S2,...",
                        help="run these seeds one after another (overrides --seed), one folder per seed (<out>/seed<S> "
                             "with --out), then write aggregate.png/.csv/.json: mean and t-based 95%% CI over seeds")
+    train.add_argument("--sweep", default=None, metavar="FIELD=V1,V2,...",
+                       help="train once per value of any TrainConfig field (e.g. beta=0,0.25,0.5 or "
+                            "graph=flat,tree:2), each over --seeds (default: --seed), in <out>/<FIELD><V>; then "
+                            "write sweep.png (one 95%% band per value) and sweep.json")
     train.add_argument("--resume", default=None, metavar="RUN",
                        help="checkpoint file or run folder to continue from (its config is reused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -116,6 +121,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _train(args: argparse.Namespace) -> None:
     config = config_from_args(args)
+    if args.sweep:
+        from torchrl_rn.train.multiseed import parse_sweep, run_sweep
+
+        name, values = parse_sweep(args.sweep)
+        folder = run_sweep(config, name, values, args.seeds or [config.seed], progress=not args.no_progress)
+        print(f"done: {name} in {values}, comparison in {folder / 'sweep.png'}")
+        return
     if args.seeds:
         from torchrl_rn.train.multiseed import run_seeds
 

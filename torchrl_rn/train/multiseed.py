@@ -19,7 +19,7 @@ from torchrl_rn.train.plots import plot_aggregate
 from torchrl_rn.train.stats import mean_std_ci95
 from torchrl_rn.train.trainer import RNTrainer
 
-__all__ = ["run_seeds", "seed_configs", "aggregate", "aggregate_dir"]
+__all__ = ["run_seeds", "seed_configs", "aggregate", "aggregate_dir", "run_sweep", "parse_sweep"]
 
 CURVES = ("eval_return", "train_return")
 
@@ -90,3 +90,63 @@ def run_seeds(config: TrainConfig, seeds: list[int], *, env_fn=None, progress: b
     title = f"{config.task} {config.algo if config.algo != 'rn' else 'rn ' + config.graph}, {len(seeds)} seeds"
     plot_aggregate(rows, folder / "aggregate.png", title=title)
     return folder
+
+
+def parse_sweep(text: str) -> tuple[str, list]:
+    """``"beta=0,0.5"`` -> ``("beta", [0.0, 0.5])``, each value converted to the field's type.
+
+    Examples:
+        >>> parse_sweep("beta=0,0.5"), parse_sweep("graph=flat,tree:2")
+        (('beta', [0.0, 0.5]), ('graph', ['flat', 'tree:2']))
+    """
+    name, sep, values = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if not sep or name not in fields or name in ("seed", "out"):
+        raise ValueError(f"--sweep takes FIELD=V1,V2,... with a TrainConfig field other than seed/out, got {text!r}.")
+    default = fields[name].default
+    kind = int if name == "n_agents" else type(default) if default is not None else str
+    if kind is bool:
+        def kind(v: str) -> bool:
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(v)
+            return v.lower() in ("true", "1")
+    try:
+        parsed = [kind(v) for v in values.split(",") if v]
+    except ValueError:
+        raise ValueError(f"--sweep {name}: cannot read {values!r} as {kind.__name__} values.") from None
+    if len(parsed) < 2:
+        raise ValueError(f"--sweep {name} needs at least two values, got {values!r}.")
+    return name, parsed
+
+
+def run_sweep(config: TrainConfig, name: str, values: list, seeds: list[int], *, env_fn=None,
+              progress: bool = True) -> Path:
+    """One :func:`run_seeds` per value of field ``name`` (in ``<out>/<name><value>``), then ``sweep.png`` (one mean
+    curve with its 95% band per value) and ``sweep.json`` in ``out`` (default ``results/<run name>_sweep-<name>``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(config.out) if config.out else Path("results") / (
+        f"{dataclasses.replace(config, seed=0).run_dir.name.removesuffix('_seed0')}_sweep-{name}")
+    summaries = {}
+    for value in values:
+        folder_name = f"{name}{value}".replace(":", "").replace(",", "-").replace("/", "-")
+        cfg = dataclasses.replace(config, **{name: value}, out=str(root / folder_name))
+        folder = run_seeds(cfg, seeds, env_fn=env_fn, progress=progress)
+        summaries[str(value)] = json.loads((folder / "aggregate.json").read_text())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for value, summary in summaries.items():
+        plot_aggregate(summary["curves"], None, ax=ax, label=f"{name}={value}")
+    ax.set_title(f"{config.task}: {name} sweep, mean eval return over {len(seeds)} seed(s), 95% band")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(root / "sweep.png", dpi=100)
+    plt.close(fig)
+    (root / "sweep.json").write_text(json.dumps(
+        {"field": name, "values": list(summaries), "seeds": list(seeds),
+         "final_eval_return": {v: s["final_eval_return"] for v, s in summaries.items()},
+         "curves": {v: s["curves"] for v, s in summaries.items()}}, indent=2))
+    return root
