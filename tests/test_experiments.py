@@ -217,6 +217,16 @@ def test_show_draws_the_network_with_its_numbers(trained_run, capsys):
     assert stats["l1_0"]["influence"] > 0  # untrained motors do read their instruction
 
 
+def test_show_draws_a_baseline_as_a_flat_team(tmp_path):
+    from torchrl_rn.train.show import show_run
+
+    RNTrainer(tiny_config(tmp_path, algo="mappo", frames=100), env_fn=mock_env_fn, progress=False).train()
+    path = show_run(tmp_path / "run", episodes=2, env_fn=mock_env_fn)
+    stats = json.loads(path.with_suffix(".json").read_text())
+    assert set(stats) == {"motor_0", "motor_1", "motor_2"}
+    assert all(s["group"] == "agents" and "influence" not in s and math.isfinite(s["entropy"]) for s in stats.values())
+
+
 def test_influence_is_zero_when_subordinates_ignore_instructions(tmp_path):
     from torchrl_rn.train.show import vertex_stats
 
