@@ -1,21 +1,16 @@
-"""Statistics of the benchmark reports, shared by ``learning.py`` and ``make_table.py`` (no torch import, so the
-table script starts in a blink)."""
+"""Statistics of the benchmark reports, shared by ``learning.py`` and ``make_table.py``.
+
+They are the package's own (``torchrl_rn/train/stats.py``, also used by ``rn train --seeds``), loaded from its file
+so that the table script does not import torch and starts in a blink.
+"""
 from __future__ import annotations
 
-import math
-import statistics
+import importlib.util
+from pathlib import Path
 
-
-def mean_ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of a 95% Student-t interval (0 for a single value)."""
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return mean, 0.0
-    return mean, _t975(n - 1) * statistics.stdev(values) / math.sqrt(n)
-
-
-def _t975(df: int) -> float:
-    """97.5% quantile of Student's t (exact table to 10 degrees of freedom, then z + (z^3 + z) / 4df)."""
-    table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-    return table[df - 1] if df <= len(table) else 1.96 + (1.96**3 + 1.96) / (4 * df)
+_spec = importlib.util.spec_from_file_location(
+    "torchrl_rn_stats", Path(__file__).resolve().parents[1] / "torchrl_rn" / "train" / "stats.py")
+_stats = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_stats)
+mean_ci95 = _stats.mean_ci95
+_t975 = _stats._t975

@@ -6,7 +6,9 @@ import importlib
 
 import pytest
 
-MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs"]
+MODULES = ["graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs",
+           "train.diagnostics", "train.stats", "train.evaluate", "train.multiseed",
+           "train.show"]
 
 
 @pytest.mark.parametrize("name", MODULES)

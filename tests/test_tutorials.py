@@ -14,12 +14,14 @@ EXPECTED = {
     "01_first_reinforcement_network.py": ["01_curve.png", "01_graph.png"],
     "02_levelenv_in_your_torchrl_code.py": ["02_curves.png"],
     "03_dags_and_credit_assignment.py": ["03_beta_sweep.png", "03_beta_sweep.json"],
+    "04_experiments.py": ["04_seeds.png", "04_seeds.json", "04_diagnostics.png", "04_network.png"],
 }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_tutorial_runs(name, tmp_path):
-    env = {**os.environ, "RN_TUTORIAL_QUICK": "1", "RN_TUTORIAL_OUT": str(tmp_path)}
+    # PYTHONPATH: the tutorial imports this checkout's torchrl_rn, not whichever one the venv has installed
+    env = {**os.environ, "RN_TUTORIAL_QUICK": "1", "RN_TUTORIAL_OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(ROOT / "tutorials" / name)], env=env, cwd=ROOT, timeout=120,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,12 @@
 * :mod:`~torchrl_rn.train.config`: :class:`TrainConfig`, every knob of a run;
 * :mod:`~torchrl_rn.train.trainer`: :class:`RNTrainer`, TorchRL's multi-agent PPO recipe for RN, MAPPO and IPPO;
 * :mod:`~torchrl_rn.train.checkpoint`: atomic checkpoints and :func:`load_checkpoint`;
-* :mod:`~torchrl_rn.train.plots`: the curves of a run;
+* :mod:`~torchrl_rn.train.diagnostics`: the per-group PPO diagnostics of an iteration (``metrics.csv`` columns);
+* :mod:`~torchrl_rn.train.stats`: mean and t-based 95% confidence intervals;
+* :mod:`~torchrl_rn.train.multiseed`: ``rn train --seeds``, one run per seed and their aggregate;
+* :mod:`~torchrl_rn.train.evaluate`: ``rn eval``, a run's return over N episodes, and VMAS GIFs;
+* :mod:`~torchrl_rn.train.show`: ``rn show``, the trained network drawn with its vertices' statistics;
+* :mod:`~torchrl_rn.train.plots`: the curves of a run and of a multi-seed aggregate;
 * :mod:`~torchrl_rn.train.cli`: the ``rn`` command.
 
 Library modules (graph, vertex, composer, level_env, advantage, loss, envs) never import this package.
@@ -12,9 +17,9 @@ from __future__ import annotations
 
 from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from torchrl_rn.train.cli import main
-from torchrl_rn.train.config import ALGOS, LOGGERS, TrainConfig
-from torchrl_rn.train.plots import plot_curves
+from torchrl_rn.train.config import ALGOS, GRAPH_SPEC_HELP, LOGGERS, TrainConfig
+from torchrl_rn.train.plots import plot_aggregate, plot_curves
 from torchrl_rn.train.trainer import RNTrainer
 
-__all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "load_checkpoint", "plot_curves", "main", "ALGOS", "LOGGERS",
-           "CHECKPOINT"]
+__all__ = ["TrainConfig", "RNTrainer", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
+           "ALGOS", "LOGGERS", "CHECKPOINT", "GRAPH_SPEC_HELP"]

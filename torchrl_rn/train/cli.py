@@ -1,38 +1,189 @@
-"""The ``rn`` command line: ``rn train`` and ``rn eval``."""
+"""The ``rn`` command line: ``rn train``, ``rn eval`` and ``rn show``.
+
+``rn train``'s options are generated from :class:`TrainConfig`'s field docs (meaning, unit, default and choices);
+``--config exp.yaml`` reads an experiment file (flags override it) and ``--seeds 0,1,2`` runs one folder per seed
+plus an aggregate curve with a 95% band.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
-from torchrl_rn.train.config import TrainConfig
+from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
 from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["main"]
 
+_EPILOG = GRAPH_SPEC_HELP + """
+
+examples:
+  rn train --task vmas/balance --graph tree:2 --frames 60000
+  rn train --config exp.yaml --lr 1e-3        # flags override the file
+  rn train --config results/RUN/config.yaml   # run a recorded config again
+  rn train --task vmas/balance --seeds 0,1,2  # one folder per seed + aggregate.png (mean, 95% CI)
+  rn train --sweep beta=0,0.5 --seeds 0,1,2    # one aggregate per value + sweep.png"""
+
+_EVAL_EPILOG = """\
+why the return may differ from the one recorded during training: training evaluates on its own eval envs
+(seeded with the run's seed + 1, --eval-envs of them, one episode each); rn eval draws --episodes fresh
+episodes from envs seeded with --seed. Both are deterministic (the policy's mode), but different initial
+states give a different sample mean: compare the 95% CIs, not the means."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``rn: error: ...``, exit code 2) like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"rn: error: {message}\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rn", description="Reinforcement Networks on TorchRL.")
+    parser = _Parser(prog="rn", description="Reinforcement Networks on TorchRL.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an RN graph or a MAPPO/IPPO baseline")
-    defaults = TrainConfig()
+    train = sub.add_parser(
+        "train", help="train an RN graph or a MAPPO/IPPO baseline", epilog=_EPILOG,
+        description="Train one run (or one per --seeds) and write config.yaml, metrics.csv, curve.png and "
+                    "checkpoint.pt into its folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for f in dataclasses.fields(TrainConfig):
-        # None = not given: TrainConfig's default for a new run, the checkpoint's value with --resume
-        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        # None = not given: the --config file's value, else TrainConfig's default (the checkpoint's with --resume)
+        flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default: {default}")
-        else:
-            kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
-            train.add_argument(flag, type=kind, default=None, help=f"default: {default}")
-    train.add_argument("--resume", default=None, help="checkpoint file or run folder to continue from")
-    train.add_argument("--force", action="store_true", help="replace the run an existing --out folder holds")
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field_help(f))
+            continue
+        kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
+        metavar = (f.metadata.get("unit") or f.name).upper().replace(" ", "_") if kind is not str else None
+        train.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), metavar=metavar,
+                           help=field_help(f))
+    train.add_argument("--config", default=None, metavar="YAML",
+                       help="experiment file of TrainConfig fields (e.g. a run's config.yaml); flags given on the "
+                            "command line override its values")
+    train.add_argument("--seeds", default=None, type=_seed_list, metavar="S1,S2,...",
+                       help="run these seeds one after another (overrides --seed), one folder per seed (<out>/seed<S> "
+                            "with --out), then write aggregate.png/.csv/.json: mean and t-based 95%% CI over seeds")
+    train.add_argument("--sweep", default=None, metavar="FIELD=V1,V2,...",
+                       help="train once per value of any TrainConfig field (e.g. beta=0,0.25,0.5 or "
+                            "graph=flat,tree:2), each over --seeds (default: --seed), in <out>/<FIELD><V>; then "
+                            "write sweep.png (one 95%% band per value) and sweep.json")
+    train.add_argument("--resume", default=None, metavar="RUN",
+                       help="checkpoint file or run folder to continue from, in that folder, with the config it "
+                            "recorded (only --frames may change; any other flag given must equal the recorded value)")
+    train.add_argument("--force", action="store_true",
+                       help="replace the run an existing --out folder holds (without it such a folder is refused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    ev = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
-    ev.add_argument("checkpoint")
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a trained run over N deterministic episodes", epilog=_EVAL_EPILOG,
+        description="Evaluate a checkpoint: mean, std and 95% CI of the episode return over --episodes "
+                    "deterministic episodes, optionally with a GIF of one rollout.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("checkpoint", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
+    ev.add_argument("--episodes", type=int, default=32, metavar="N",
+                    help="episodes to average, one per vectorised env, each max_steps long [default: 32]")
+    ev.add_argument("--seed", type=int, default=12345, metavar="S",
+                    help="seed of the evaluation envs (not the training seed) [default: 12345]")
+    ev.add_argument("--video", action="store_true",
+                    help="also render one more episode from the same seed (VMAS tasks) to a GIF")
+    ev.add_argument("--out", default=None, metavar="PATH", help="where to write the GIF [default: <RUN>/eval.gif]")
+
+    show = sub.add_parser(
+        "show", help="draw a trained network with what each vertex does",
+        description="Draw the run's agent graph by level: vertices coloured by group and annotated with their "
+                    "evaluation return, policy entropy and influence (mean |change| of their subordinates' action "
+                    "means when their instruction is replaced by another sample).",
+    )
+    show.add_argument("run", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
+    show.add_argument("--out", default=None, metavar="PNG", help="where to write the picture [default: <RUN>/network.png]")
+    show.add_argument("--episodes", type=int, default=8, metavar="N",
+                      help="deterministic episodes the statistics are measured on [default: 8]")
+    show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")
     return parser
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct integers, got {text!r}")
+    return seeds
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: the ``--config`` file (if any), overridden by the flags given on the command line."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.config:
+        return TrainConfig.from_yaml(args.config, **given)
+    return TrainConfig(**given)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig) -> None:
+    """``--seeds`` / ``--sweep``: one run per seed (and value), then the aggregate pictures."""
+    if args.resume or args.force:
+        raise _BadInput("--seeds/--sweep start new runs in new folders: they take no --resume or --force.")
+    if args.sweep:
+        from torchrl_rn.train.multiseed import parse_sweep, run_sweep
+
+        name, values = _bad_input(parse_sweep, args.sweep)
+        folder = run_sweep(config, name, values, args.seeds or [config.seed], progress=not args.no_progress)
+        print(f"done: {name} in {values}, comparison in {folder / 'sweep.png'}")
+        return
+    from torchrl_rn.train.multiseed import run_seeds
+
+    folder = run_seeds(config, args.seeds, progress=not args.no_progress)
+    print(f"done: {len(args.seeds)} seeds, aggregate curve in {folder / 'aggregate.png'}")
+
+
+def _report(trainer: RNTrainer, history: list[dict[str, float]]) -> None:
+    last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
+    print(f"done: {trainer.frames} frames, eval return (deterministic, {trainer.config.eval_envs} episodes) "
+          f"{last:.3f}, results in {trainer.config.run_dir}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    report = evaluate_run(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video,
+                          video_path=args.out)
+    print(report.summary())
+
+
+def _show(args: argparse.Namespace) -> None:
+    from torchrl_rn.train.show import show_run
+
+    path = show_run(args.run, out=args.out, episodes=args.episodes, seed=args.seed)
+    print(f"network drawn in {path}")
+
+
+@contextlib.contextmanager
+def quiet_console() -> Iterator[None]:
+    """Silences TorchRL's INFO lines and known harmless warnings for the duration of one ``rn`` command.
+
+    Scoped (restored on exit), so tests and library users still see everything.
+    """
+    torchrl_logger = logging.getLogger("torchrl")
+    level = torchrl_logger.level
+    torchrl_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # torchrl 0.14 deprecations inside its own collectors, not something a user of rn can act on
+            warnings.filterwarnings("ignore", message=r".*WeightUpdaterBase is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*Nested TransformedEnvs", category=UserWarning)
+            yield
+    finally:
+        torchrl_logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,25 +195,28 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     trainer = None
-    try:
-        trainer = _build(args)
-        if args.command == "train":
-            history = trainer.train()
-            last = next((r["eval_return"] for r in reversed(history) if "eval_return" in r), float("nan"))
-            print(f"done: {trainer.frames} frames, eval return {last:.3f}, results in {trainer.config.run_dir}")
-        else:
-            print(f"eval return {trainer.evaluate():.3f} ({trainer.frames} frames trained)")
-    except _BadInput as err:
-        print(f"rn: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if trainer is None or args.command != "train":
-            print("rn: interrupted", file=sys.stderr)
-        else:
-            run = trainer.config.run_dir
-            print(f"rn: interrupted after iteration {trainer.iteration} ({trainer.frames} frames); resume with: "
-                  f"rn train --resume {run}", file=sys.stderr)
-        return 130
+    with quiet_console():
+        try:
+            if args.command == "train" and (args.seeds or args.sweep):
+                config = _bad_input(config_from_args, args)
+                _train(args, config)
+            elif args.command == "train":
+                trainer = _bad_input(_build, args)
+                _report(trainer, trainer.train())
+            elif args.command == "eval":
+                _bad_input(_eval, args)
+            else:
+                _bad_input(_show, args)
+        except _BadInput as err:
+            print(f"rn: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if trainer is None:
+                print("rn: interrupted", file=sys.stderr)
+            else:
+                print(f"rn: interrupted after iteration {trainer.iteration} ({trainer.frames} frames); resume with: "
+                      f"rn train --resume {trainer.config.run_dir}", file=sys.stderr)
+            return 130
     return 0
 
 
@@ -70,23 +224,28 @@ class _BadInput(Exception):
     """A bad setting, task, graph, folder or checkpoint, reported in one line."""
 
 
-def _build(args: argparse.Namespace) -> RNTrainer:
-    """The trainer ``args`` ask for; any error here is bad input (configuration, graph, env, checkpoint loading)."""
+def _bad_input(fn, *args):
+    """``fn(*args)``, with any error of configuration, graph, env or checkpoint loading turned into :class:`_BadInput`
+    (one line). Call it only on work that reads input, never around training: a bug there keeps its traceback."""
     try:
-        progress = not getattr(args, "no_progress", True)
-        if args.command == "eval":
-            return RNTrainer.resume(args.checkpoint, progress=False, read_only=True)
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-        given = {k: v for k, v in given.items() if v is not None}
-        if args.resume:
-            if args.force:
-                raise ValueError("--force cannot be given with --resume: a resumed run continues in its own folder.")
-            return RNTrainer.resume(args.resume, settings=given, progress=progress)
-        return RNTrainer(TrainConfig(**given), progress=progress, force=args.force)
+        return fn(*args)
     except (GraphError, CheckpointError, ValueError, ImportError) as err:
         if os.environ.get("RN_TRACEBACK"):
             raise
         raise _BadInput(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+
+
+def _build(args: argparse.Namespace) -> RNTrainer:
+    """The trainer ``rn train`` asks for (a new run, or ``--resume``)."""
+    progress = not args.no_progress
+    if args.resume:
+        if args.force or args.config or args.seeds or args.sweep:
+            raise ValueError("--resume continues one run as it was configured: it takes no --force, --config, "
+                             "--seeds or --sweep.")
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+        return RNTrainer.resume(args.resume, settings={k: v for k, v in given.items() if v is not None},
+                                progress=progress)
+    return RNTrainer(config_from_args(args), progress=progress, force=args.force)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""``TrainConfig``: every knob of a training run, as one dataclass."""
+"""``TrainConfig``: every knob of a training run, as one dataclass that documents itself.
+
+Each field carries its meaning in ``field(metadata={"help": ...})`` (CleanRL's one docstring per field,
+BenchMARL's one comment per field); ``rn train --help`` is generated from it, with ``choices`` where the set is
+closed. A config reads from and writes to YAML (:meth:`TrainConfig.from_yaml`, :meth:`TrainConfig.to_yaml`): every
+run writes the config it ran as ``config.yaml``, and ``rn train --config <run>/config.yaml`` runs it again.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,64 +12,181 @@ import importlib.util
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from torchrl_rn.graph import PHI_OPTIONS as PHIS
+from torchrl_rn.graph import NEIGHBOURHOODS, PHI_OPTIONS
 
-__all__ = ["TrainConfig", "ALGOS", "LOGGERS"]
+__all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help"]
 
 ALGOS = ("rn", "mappo", "ippo")
+CRITICS = ("local", "group")
 #: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
 LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
            "trackio": "trackio"}
-NEIGHBOURHOODS = ("both", "up", "down")
-CRITICS = ("group", "local")
+
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells")
+
+#: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
+GRAPH_SPEC_HELP = """\
+graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
+  flat          no managers: every agent is a motor on its own (RN's IPPO)
+  tree:B        one manager level; each manager commands B vertices below it (tree:2 over 4 agents = 2
+                managers of 2 agents each; a last manager takes the remainder)
+  tree:B1,B2    two manager levels: B1 agents per level-1 manager, B2 level-1 managers per level-2 manager
+                (tree:2,2 over 4 agents = 2 managers and 1 root); add numbers for more levels
+  dag / dag:M   M overlapping managers (default 2) whose agent blocks share one agent at each border
+  dag:M+root    the same with one root above the M managers
+  FILE.json     any DAG in networkx's node-link format: nx.node_link_data(g, edges="edges"); vertex
+                attributes (phi, psi, share, action_dim, message_dim, agent) as in RNGraph"""
+
+
+def _opt(default: Any, text: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:
+    """A dataclass field with its help text, closed set of choices and unit, as metadata."""
+    metadata = {"help": text, "choices": choices, "unit": unit}
+    return field(default=default, metadata=metadata)
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """The ``--help`` line of a field: meaning, unit and default (choices are shown by argparse)."""
+    text = f.metadata.get("help", "")
+    unit = f.metadata.get("unit")
+    default = f.default
+    shown = "the task's default" if default is None and f.name == "n_agents" else repr(default)
+    return f"{text} [{unit}; default: {shown}]" if unit else f"{text} [default: {shown}]"
+
 
 @dataclass
 class TrainConfig:
     """Every knob of a run. Defaults follow TorchRL's MAPPO tutorial, with 10 epochs and a short budget.
 
+    Read a field's meaning with ``TrainConfig.help("beta")`` (or ``rn train --help``).
+
     Examples:
         >>> TrainConfig(task="vmas/navigation", frames=12_000).frames_per_batch
         6000
+        >>> TrainConfig.help("frames")
+        'total environment steps to collect, summed over all vectorised envs (one step of one env = one frame; agents are not counted) [frames; default: 60000]'
     """
 
-    task: str = "vmas/balance"
-    n_agents: int | None = None
-    algo: str = "rn"
-    graph: str = "tree:2"
-    frames: int = 60_000
-    frames_per_batch: int = 6_000
-    max_steps: int = 100
-    epochs: int = 10
-    minibatch_size: int = 400
-    lr: float = 3e-4
-    max_grad_norm: float = 1.0
-    gamma: float = 0.99
-    lmbda: float = 0.9
-    clip_epsilon: float = 0.2
-    entropy_coeff: float = 1e-4
-    normalize_advantage: bool = False
-    num_cells: int = 256
-    manager_cells: int = 64
-    share_params: bool = True
-    # RN-specific: message function of non-motor vertices, graph-advantage mixing, critic scope, gradient flow
-    phi: str = "identity"
-    beta: float = 0.0
-    neighbourhood: str = "both"
-    critic: str = "group"
-    detach_messages: bool = False
-    eval_every: int = 2
-    eval_envs: int = 16
-    seed: int = 0
-    device: str = "cpu"
-    logger: str = "csv"
-    out: str | None = None
+    # ---- task
+    task: str = _opt("vmas/balance", "environment: 'vmas/<scenario>', 'pettingzoo/<family>/<env>', "
+                     "'gym/<id>' (one agent) or 'mock' (a contextual bandit for tests)")
+    n_agents: int | None = _opt(None, "number of agents (motors) for tasks that take it; omitted: the task's own "
+                                "default (balance and simple_spread 4, navigation 3)")
+    # ---- algorithm and graph
+    algo: str = _opt("rn", "'rn' trains the graph given by --graph with RNLoss and GraphGAE; 'mappo'/'ippo' train "
+                     "TorchRL's MAPPOLoss/IPPOLoss with a centralised/local critic (the RN-only options are unused)",
+                     choices=ALGOS)
+    graph: str = _opt("tree:2", "the agent graph of algo 'rn': flat, tree:B[,B2...] (B = branching factor, not a "
+                      "level count), dag[:M][+root] or a .json file; see 'graph specs' below")
+    # ---- budget and PPO
+    frames: int = _opt(60_000, "total environment steps to collect, summed over all vectorised envs (one step of "
+                       "one env = one frame; agents are not counted)", unit="frames")
+    frames_per_batch: int = _opt(6_000, "frames collected per iteration (one PPO update per batch); runs "
+                                 "frames_per_batch / max_steps vectorised envs", unit="frames")
+    max_steps: int = _opt(100, "episode length: an env is reset after this many steps", unit="steps")
+    epochs: int = _opt(10, "passes of PPO over each collected batch", unit="passes")
+    minibatch_size: int = _opt(400, "frames per gradient step; each epoch takes frames_per_batch // "
+                               "minibatch_size steps, sampled without replacement", unit="frames")
+    lr: float = _opt(3e-4, "Adam learning rate of every actor, critic and message encoder")
+    max_grad_norm: float = _opt(1.0, "gradients are clipped to this global L2 norm before each Adam step")
+    gamma: float = _opt(0.99, "per-step discount factor of the returns")
+    lmbda: float = _opt(0.9, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo")
+    clip_epsilon: float = _opt(0.2, "PPO's clipping range of the probability ratio (1 +- clip_epsilon)")
+    entropy_coeff: float = _opt(1e-4, "weight of the entropy bonus in each PPO loss")
+    normalize_advantage: bool = _opt(False, "standardise advantages over each minibatch (over batch and time, "
+                                     "not across a group's agents)")
+    num_cells: int = _opt(256, "hidden width of the agents' (motors') policy and critic MLPs (2 hidden layers)",
+                          unit="units")
+    manager_cells: int = _opt(64, "hidden width of the managers' (non-motor vertices') MLPs; rn only",
+                              unit="units")
+    share_params: bool = _opt(True, "share weights between the vertices (agents) of a group")
+    # ---- RN-specific: message function of non-motor vertices, graph-advantage mixing, critic scope, gradient flow
+    phi: str = _opt("identity", "message a manager receives from below: 'identity' (its subordinates' "
+                    "observations), 'mean' (their mean) or 'learned' (an MLP encoder trained end to end); rn only",
+                    choices=PHI_OPTIONS)
+    beta: float = _opt(0.0, "GraphGAE mixing: each vertex's advantage is (1 - beta) * its own + beta * the mean "
+                       "of its graph neighbours' (0 = independent per vertex); rn only")
+    neighbourhood: str = _opt("both", "whose advantages beta mixes in: 'up' (superiors), 'down' (subordinates) or "
+                              "'both'; rn only", choices=NEIGHBOURHOODS)
+    critic: str = _opt("group", "value function scope of each RN group: 'local' (a vertex values its own inputs, "
+                       "IPPO-like) or 'group' (centralised over the group's vertices, MAPPO-like); rn only",
+                       choices=CRITICS)
+    detach_messages: bool = _opt(False, "stop superiors' losses from training their subordinates' learned "
+                                 "message encoders (TAG's decentralised training); rn with phi=learned only")
+    # ---- evaluation, bookkeeping
+    eval_every: int = _opt(2, "evaluate the deterministic policy every this many iterations (and after the last)",
+                           unit="iterations")
+    eval_envs: int = _opt(16, "episodes per evaluation: one deterministic episode in each of this many envs, "
+                          "seeded with seed + 1", unit="episodes")
+    seed: int = _opt(0, "seed of torch and of the training envs (the eval envs use seed + 1)")
+    device: str = _opt("cpu", "torch device of the envs and models ('cpu', 'cuda', 'cuda:1', ...)")
+    logger: str = _opt("", "TorchRL logger that also receives every metrics.csv scalar: 'tensorboard' (event "
+                       "files in <out>/logs), 'wandb', 'mlflow', 'trackio', 'csv' (TorchRL's CSVLogger, one file per "
+                       "scalar in <out>/logs: a copy of metrics.csv in another layout), or '' for none (metrics.csv "
+                       "is always written)", choices=tuple(LOGGERS))
+    out: str | None = _opt(None, "output folder of the run; omitted: results/<task>_<algo or rn-graph>_seed<seed>, or a fresh timestamped "
+                       "folder beside it when that one already holds a run")
+
+
+    # ------------------------------------------------------------------ help and YAML
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of field ``name``: its meaning, unit and default."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields:
+            raise KeyError(f"TrainConfig has no field {name!r}; fields: {', '.join(fields)}.")
+        return field_help(fields[name])
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """A config from a mapping of field values, with an error naming any unknown field and its source."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}; TrainConfig's fields: {', '.join(names)}.")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Reads a YAML experiment file (any subset of the fields); ``overrides`` win over the file.
+
+        Examples:
+            >>> import tempfile, pathlib
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "exp.yaml"
+            >>> _ = TrainConfig(task="mock", frames=400).to_yaml(path)
+            >>> TrainConfig.from_yaml(path, seed=3) == TrainConfig(task="mock", frames=400, seed=3)
+            True
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"cannot read config file {str(path)!r}: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {str(path)!r} must hold a mapping of TrainConfig fields.")
+        return cls.from_dict({**values, **overrides}, source=str(path))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The config as YAML, one commented line per field (the comment is the field's help); written to
+        ``path`` if given. :meth:`from_yaml` reads it back to an equal config."""
+        import yaml
+
+        lines = ["# torchrl-rn TrainConfig: run it with `rn train --config THIS_FILE` (flags override the file)"]
+        for f in dataclasses.fields(self):
+            lines.append(f"# {field_help(f)}")
+            lines.append(yaml.safe_dump({f.name: getattr(self, f.name)}, default_flow_style=False).rstrip())
+        text = "\n".join(lines) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
 
     def __post_init__(self) -> None:
         """Refuses a bad setting in one line naming the option, before anything is built or written."""
@@ -100,8 +223,8 @@ class TrainConfig:
                 else:
                     interval = f">= {low:g}" if closed_low else f"> {low:g}"
                 raise ValueError(f"{_flag(name)} must be {interval}, got {value}.")
-        if self.phi not in PHIS:
-            raise ValueError(f"--phi must be one of {PHIS}, got {self.phi!r}.")
+        if self.phi not in PHI_OPTIONS:
+            raise ValueError(f"--phi must be one of {PHI_OPTIONS}, got {self.phi!r}.")
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
         if self.critic not in CRITICS:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_aggregate"]
 
 
 def plot_curves(history: list[dict[str, float]], path: str | Path, *, title: str = "") -> None:
@@ -26,3 +26,36 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, *, title: str
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_aggregate(rows: list[dict[str, float]], path: str | Path | None, *, title: str = "", ax=None,
+                   label: str | None = None) -> None:
+    """Mean evaluation return over seeds with its 95% band (rows of :func:`~torchrl_rn.train.multiseed.aggregate`).
+
+    With ``ax`` the curve is drawn into that matplotlib axes (to compare several configs) and nothing is saved.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    points = [r for r in rows if "eval_return_mean" in r]
+    frames = [r["frames"] for r in points]
+    mean = [r["eval_return_mean"] for r in points]
+    lo = [r["eval_return_mean"] - r["eval_return_ci95"] for r in points]
+    hi = [r["eval_return_mean"] + r["eval_return_ci95"] for r in points]
+    n = points[0]["n"] if points else 0
+    line, = ax.plot(frames, mean, "o-", label=label or f"eval (deterministic), mean of {n} seeds")
+    ax.fill_between(frames, lo, hi, color=line.get_color(), alpha=0.25,
+                    label=None if label else "95% CI (Student t over seeds)")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("mean episode return")
+    if own:
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)

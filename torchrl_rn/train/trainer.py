@@ -9,9 +9,12 @@ policy, critic, loss and value estimator change with ``algo``:
 * ``mappo`` / ``ippo``: ``MultiAgentMLP`` actor and critic (centralised for MAPPO), TorchRL's
   :class:`~torchrl.objectives.multiagent.MAPPOLoss` / :class:`~torchrl.objectives.multiagent.IPPOLoss`.
 
-A run writes ``config.json``, ``metrics.csv`` (one row per iteration), ``curve.png`` and ``checkpoint.pt``
-(written atomically before the first iteration and after every one; ``--resume`` continues from it) into its output
-folder, and logs through TorchRL's loggers (``csv`` by default).
+A run writes ``config.yaml`` (and the same as ``config.json``), ``metrics.csv`` (one row per iteration: returns,
+loss and the PPO diagnostics of every group, see :mod:`~torchrl_rn.train.diagnostics`), ``curve.png`` and
+``checkpoint.pt`` (written atomically before the first iteration and after every one; ``--resume`` continues from it)
+into its output folder. ``metrics.csv`` is the run's one CSV, rewritten from the checkpoint's history so a resumed
+run never duplicates a row; ``logger`` adds one of TorchRL's loggers (``tensorboard``, ``wandb``, ...; none by
+default) that receives the same scalars under the same names.
 
 No run is lost: a folder that holds a run (any of its files) is refused unless ``force=True`` (``--force``), which
 removes that run's files, and only once training starts; a run without ``out`` goes to
@@ -61,13 +64,14 @@ from torchrl_rn.level_env import LevelEnv
 from torchrl_rn.loss import RNLoss
 from torchrl_rn.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, atomic_save, load_checkpoint
 from torchrl_rn.train.config import TrainConfig, _check_writable
+from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.vertex import actor_head
 
 __all__ = ["RNTrainer", "RESUMABLE"]
 
 #: the files of a run in its folder (``--force`` removes exactly these before a new run starts there)
-RUN_FILES = (CHECKPOINT, "config.json", "metrics.csv", "curve.png", "logs")
+RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
 #: settings ``--resume`` can change; any other given setting must equal the checkpoint's
 RESUMABLE = ("frames",)
 
@@ -192,11 +196,11 @@ class RNTrainer:
         else:
             self.loss.value_estimator(data)
 
-    def _loss_value(self, batch: TensorDictBase) -> torch.Tensor:
+    def _loss_value(self, batch: TensorDictBase) -> tuple[torch.Tensor, TensorDictBase]:
         out = self.loss(batch)
         if "loss" in out.keys():
-            return out["loss"]
-        return sum(v for k, v in out.items() if k.startswith("loss_"))
+            return out["loss"], out
+        return sum(v for k, v in out.items() if k.startswith("loss_")), out
 
     def make_collector(self, total_frames: int = -1) -> Collector:
         """A stock :class:`~torchrl.collectors.Collector` of this run's env and policy."""
@@ -204,23 +208,44 @@ class RNTrainer:
         return Collector(self.env, self.policy, frames_per_batch=self.config.frames_per_batch,
                          total_frames=total_frames, device=self.device, auto_register_policy_transforms=False)
 
-    def update(self, data: TensorDictBase) -> float:
+    def update(self, data: TensorDictBase) -> dict[str, float]:
         """One PPO update on a collected batch: advantages, then ``epochs`` passes of minibatches.
 
-        Returns the last minibatch's loss.
+        Returns the iteration's diagnostics, each the mean over its minibatches: ``loss`` (the total),
+        ``grad_norm`` (global, before clipping), and every scalar the loss reports per group as
+        ``"<group>/<name>"`` (``loss_objective``, ``loss_critic``, ``loss_entropy``, ``kl_approx``, ``clip_fraction``,
+        ``entropy``, ``explained_variance``, ``ESS``, ... as far as the loss computes them; see
+        :data:`~torchrl_rn.train.diagnostics.COLUMNS_DOC`) and, for RN, each group's own ``grad_norm``.
         """
         cfg = self.config
         with torch.no_grad():
             self._advantage(data)
         self._buffer.extend(data.reshape(-1))
+        group_params = self._group_parameters()
+        stats = MeanOver()
         for _ in range(cfg.epochs):
             for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
-                loss = self._loss_value(self._buffer.sample())
+                loss, out = self._loss_value(self._buffer.sample())
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm)
+                row = loss_scalars(out, default_group=self._agent_group)
+                row["loss"] = float(loss.detach())
+                for g, params in group_params.items():
+                    row[f"{g}/grad_norm"] = _grad_norm(params)
+                row["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm))
+                stats.add(row)
                 self.optimizer.step()
                 self.optimizer.zero_grad()
-        return float(loss.detach())
+        return stats.mean()
+
+    @property
+    def _agent_group(self) -> str:
+        return self.graph.env_group if self.graph is not None else "agents"
+
+    def _group_parameters(self) -> dict[str, list[torch.Tensor]]:
+        """Each RN group's own parameters (its actor and value head), for per-group gradient norms."""
+        if self.config.algo != "rn":
+            return {}
+        return {g: [p for p in loss.parameters() if p.requires_grad] for g, loss in self.loss.group_losses.items()}
 
     def _start_iteration(self, collector: Collector) -> None:
         """Envs reseeded from ``(seed, iteration)`` and reset, buffer emptied: the same start in a fresh or resumed run.
@@ -247,6 +272,9 @@ class RNTrainer:
         tmp = run_dir / "config.json.tmp"
         tmp.write_text(json.dumps(dataclasses.asdict(self.config), indent=2, default=str))
         os.replace(tmp, run_dir / "config.json")
+        tmp = run_dir / "config.yaml.tmp"
+        self.config.to_yaml(tmp)  # the config this run ran: `rn train --config` runs it again
+        os.replace(tmp, run_dir / "config.yaml")
 
     def train(self) -> list[dict[str, float]]:
         """Runs until ``config.frames`` frames have been collected; returns the per-iteration metrics.
@@ -273,12 +301,12 @@ class RNTrainer:
             self._start_iteration(collector)
             for data in collector:
                 t0 = time.perf_counter()
-                loss = self.update(data)
+                diagnostics = self.update(data)
                 collector.update_policy_weights_()
                 self.iteration += 1
                 self.frames += data.numel()
                 row = {"iteration": self.iteration, "frames": self.frames, "train_return": _episode_return(data),
-                       "loss": loss, "train_seconds": time.perf_counter() - t0,
+                       **diagnostics, "train_seconds": time.perf_counter() - t0,
                        "wall_seconds": time.perf_counter() - start}
                 if self.iteration % cfg.eval_every == 0 or self.frames >= cfg.frames:
                     row["eval_return"] = self.evaluate()
@@ -291,7 +319,11 @@ class RNTrainer:
                         if key not in ("iteration", "frames"):
                             logger.log_scalar(key, value, step=self.frames)
                 bar.update(data.numel())
-                bar.set_postfix(ret=f"{row['train_return']:.2f}")
+                postfix = {"train_ret": f"{row['train_return']:.2f}"}  # stochastic policy, episodes ended in batch
+                last_eval = next((r["eval_return"] for r in reversed(self.history) if "eval_return" in r), None)
+                if last_eval is not None:
+                    postfix["eval_ret"] = f"{last_eval:.2f}"  # deterministic policy, eval envs
+                bar.set_postfix(postfix)
                 if self.frames >= cfg.frames:
                     break
                 self._start_iteration(collector)
@@ -317,7 +349,9 @@ class RNTrainer:
     # ------------------------------------------------------------------ persistence
     def _write_metrics(self, run_dir: Path) -> None:
         # rewritten whole from the history the checkpoint holds, so a resumed run never duplicates a row
-        fields = ["iteration", "frames", "train_return", "eval_return", "loss", "train_seconds", "wall_seconds"]
+        fields = ["iteration", "frames", "train_return", "eval_return", "loss", "grad_norm"]
+        extra = {k for row in self.history for k in row} - {*fields, "train_seconds", "wall_seconds"}
+        fields += sorted(extra) + ["train_seconds", "wall_seconds"]  # the per-group diagnostics, "<group>/<name>"
         path = run_dir / "metrics.csv"
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", newline="") as f:
@@ -423,6 +457,13 @@ def _free_folder(folder: Path) -> Path:
         k += 1
         candidate = stamped.with_name(f"{stamped.name}-{k}")
     return candidate
+
+
+def _grad_norm(params: list[torch.Tensor]) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
 
 
 def _episode_return(data: TensorDictBase) -> float:
