@@ -28,6 +28,8 @@ def tiny_config(tmp_path, **overrides):
               "minibatch_size": 50, "epochs": 2, "num_cells": 8, "manager_cells": 8, "eval_every": 1, "eval_envs": 4,
               "out": str(tmp_path / "run")}
     kwargs.update(overrides)
+    if kwargs.get("algo", "rn") != "rn":  # RN-only settings are refused for the baselines
+        kwargs.pop("graph"), kwargs.pop("manager_cells")
     return TrainConfig(**kwargs)
 
 
@@ -69,9 +71,9 @@ def test_closed_sets_are_choices_and_units_are_shown():
 
 
 def test_bad_choice_is_rejected_by_the_parser(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--algo", "qmix"])
-    assert "invalid choice: 'qmix'" in capsys.readouterr().err
+    assert main(["train", "--algo", "qmix"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'qmix'" in err and err.startswith("rn: error:") and err.count("\n") == 1
 
 
 def test_config_file_flags_override_and_the_run_config_round_trips(tmp_path, capsys):
@@ -133,9 +135,9 @@ def test_sweep_runs_each_value_over_the_seeds(tmp_path, capsys):
 
 
 def test_bad_seed_list_is_rejected(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--seeds", "0,a"])
-    assert "--seeds takes integers" in capsys.readouterr().err
+    assert main(["train", "--seeds", "0,a"]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds takes integers" in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------- item 3: diagnostics
@@ -281,11 +283,14 @@ def test_eval_video_writes_a_gif_of_a_vmas_rollout(tmp_path, capsys):
 def test_cli_quiets_torchrl_only_while_it_runs(monkeypatch):
     seen = {}
 
-    def fake_train(args):
-        seen["info"] = logging.getLogger("torchrl").isEnabledFor(logging.INFO)
-        warnings.warn("Nested TransformedEnvs are automatically unwrapped by default.", UserWarning)
+    class FakeTrainer:
+        def train(self):
+            seen["info"] = logging.getLogger("torchrl").isEnabledFor(logging.INFO)
+            warnings.warn("Nested TransformedEnvs are automatically unwrapped by default.", UserWarning)
+            return []
 
-    monkeypatch.setattr(cli, "_train", fake_train)
+    monkeypatch.setattr(cli, "_build", lambda args: FakeTrainer())
+    monkeypatch.setattr(cli, "_report", lambda trainer, history: None)
     before = logging.getLogger("torchrl").level
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -294,7 +299,7 @@ def test_cli_quiets_torchrl_only_while_it_runs(monkeypatch):
     assert logging.getLogger("torchrl").level == before  # restored: tests and library users still see everything
 
 
-def test_gym_task_does_not_nest_transformed_envs(monkeypatch):
+def test_gym_task_does_not_nest_transformed_envs(monkeypatch, tmp_path):
     pytest.importorskip("gymnasium")
     import torchrl.envs.transforms._base as base
 
@@ -302,5 +307,5 @@ def test_gym_task_does_not_nest_transformed_envs(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         RNTrainer(TrainConfig(task="gym/Pendulum-v1", graph="flat", frames_per_batch=20, max_steps=10, eval_envs=2,
-                              num_cells=8), progress=False)
+                              num_cells=8, minibatch_size=10, out=str(tmp_path / "run")), progress=False)
     assert not [w for w in caught if "Nested TransformedEnvs" in str(w.message)]

@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     ``rn: error: ...`` and exit code 2; set ``RN_TRACEBACK=1`` for the traceback. Errors during training are bugs and
     keep theirs. Ctrl-C keeps the last checkpoint, plots, prints the resume command and exits with 130.
     """
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a flag argparse refused, already printed in one line (2)
+        return stop.code if isinstance(stop.code, int) else 2
     trainer = None
     with quiet_console():
         try:
