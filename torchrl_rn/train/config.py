@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["TrainConfig", "ALGOS", "LOGGERS"]
@@ -50,6 +50,10 @@ class TrainConfig:
     eval_envs: int = 16
     seed: int = 0
     device: str = "cpu"
+    workers: int = field(default=1, metadata={"help": "collector processes (TorchRL's MultiSyncCollector, or Ray actors "
+                                                       "with --ray); each runs num_envs / workers envs"})
+    ray: str | None = field(default=None, metadata={"help": "Ray address for collection: 'local' starts a loopback-only "
+                                                            "instance here, '<head>:6379' joins a cluster"})
     logger: str = "csv"
     out: str | None = None
 
@@ -69,6 +73,12 @@ class TrainConfig:
                 f"frames_per_batch ({self.frames_per_batch}) must be a multiple of max_steps ({self.max_steps}): "
                 "the collector runs frames_per_batch / max_steps vectorised envs."
             )
+
+        if self.workers < 1 or self.num_envs % self.workers:
+            raise ValueError(f"workers ({self.workers}) must divide the number of envs, frames_per_batch / max_steps = "
+                             f"{self.num_envs}: each worker runs the same share of envs.")
+        if self.ray is not None and importlib.util.find_spec("ray") is None:
+            raise ValueError(f"ray {self.ray!r} needs Ray: pip install 'torchrl-rn[distributed]'")
 
     @property
     def num_envs(self) -> int:
