@@ -182,10 +182,12 @@ def _ray_collector(env_fns: Sequence[Callable], policy, *, ray: str, frames_per_
 
     # the collector starts Ray (and shuts it down in its shutdown()) unless this process is already connected
     with _loopback_only() if ray == "local" else contextlib.nullcontext():
-        return RayCollector(
+        collector = RayCollector(
             list(env_fns), policy, collector_class=Collector, num_collectors=len(env_fns), sync=True,
             frames_per_batch=frames_per_batch, total_frames=total_frames, device=device, postproc=_merge_workers,
             collector_kwargs={"auto_register_policy_transforms": False},
             ray_init_config=ray_init_config(ray, num_cpus=len(env_fns) if ray == "local" else None),
             remote_configs={"num_cpus": 1, "num_gpus": 0.2 if torch.cuda.is_available() else None},
         )
+    collector.update_policy_weights_(policy)  # connects TorchRL's weight sync now, not lazily at the first update
+    return collector
