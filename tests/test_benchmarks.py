@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str) -> str:
+    # this checkout's torchrl_rn, not whichever one the venv has installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, cwd=ROOT,
-                          timeout=300, capture_output=True, text=True).stdout
+                          timeout=300, capture_output=True, text=True, env=env).stdout
 
 
 def test_learning_tiny_writes_json_and_png(tmp_path):
@@ -50,6 +53,10 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
         (n, g) for n in (4, 8) for g in ("flat", "tree:2", "tree:2,2")
     }
     assert result["vmas_frames_per_second"] > 0
+    assert [(r["algo"], r["workers"]) for r in result["workers"]] == [("rn", 1), ("rn", 2)]
+    for r in result["workers"]:
+        assert len(r["collection_samples"]) == len(r["training_samples"]) == 2
+        assert r["training_frames_per_second"] <= r["collection_frames_per_second"]  # training includes collection
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\noutro\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
