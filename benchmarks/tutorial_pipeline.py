@@ -178,7 +178,7 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     rates, samples = result["frames_per_second"], result["samples"]
     names = ["stock", "rn"]
-    bars = ax.bar(["TorchRL tutorial (MAPPO)", f"+ LevelEnv, GraphComposer, RNLoss ({result['preset']['rn_graph']})"],
+    bars = ax.bar(["TorchRL tutorial\n(MAPPO)", f"+ LevelEnv, GraphComposer,\nRNLoss ({result['preset']['rn_graph']})"],
                   [rates[n] for n in names])
     ax.bar_label(bars, fmt="%.0f")
     for i, n in enumerate(names):
