@@ -57,7 +57,8 @@ class Preset:
 PRESETS = {
     "default": Preset(),
     "tiny": Preset(frames_per_batch=200, max_steps=10, epochs=1, minibatch_size=100, reps=2, motor_counts=(4, 8),
-                   policy_envs=4, policy_reps=3, num_cells=16, vmas_steps=3, worker_algos=("rn",)),
+                   policy_envs=4, policy_reps=3, num_cells=16, vmas_steps=3, worker_counts=(1,),
+                   worker_algos=("rn",)),  # worker processes cost seconds to start: tests/test_collection covers them
 }
 
 
