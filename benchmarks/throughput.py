@@ -5,10 +5,14 @@
 2. Policy-step cost of the composed graph vs vertex count (flat 4/16/64 motors, 2- and 3-level trees over them)
    against a flat ``MultiAgentMLP`` policy over the same agents (MAPPO's actor).
 3. The raw VMAS step rate (random actions), the physical limit of collection.
+4. Collection and training frames/s with 1 and 2 collector workers (``rn train --workers N``: TorchRL's
+   ``MultiSyncCollector``), RN and MAPPO, alternated, median over ``reps``; collection = waiting for a batch,
+   training = the whole iteration (batch, update, weights sent to the workers).
 
-Writes ``<out>/throughput.json`` and ``<out>/throughput.png``.
+Writes ``<out>/throughput.json`` and ``<out>/throughput.png`` (``--out`` defaults to a scratch folder; pass
+``--out benchmarks/results`` to update the committed figures).
 
-    python benchmarks/throughput.py            # default preset, a few minutes on 2 CPU cores
+    python benchmarks/throughput.py --out benchmarks/results     # default preset, a few minutes on 2 CPU cores
     python benchmarks/throughput.py --threads 1 --out benchmarks/results/threads1   # per-core cost
 """
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +50,15 @@ class Preset:
     policy_reps: int = 30
     num_cells: int = 256
     vmas_steps: int = 50
+    worker_counts: tuple[int, ...] = (1, 2)
+    worker_algos: tuple[str, ...] = ("rn", "mappo")
 
 
 PRESETS = {
     "default": Preset(),
     "tiny": Preset(frames_per_batch=200, max_steps=10, epochs=1, minibatch_size=100, reps=2, motor_counts=(4, 8),
-                   policy_envs=4, policy_reps=3, num_cells=16, vmas_steps=3),
+                   policy_envs=4, policy_reps=3, num_cells=16, vmas_steps=3, worker_counts=(1,),
+                   worker_algos=("rn",)),  # worker processes cost seconds to start: tests/test_collection covers them
 }
 
 
@@ -71,6 +79,36 @@ def training_rates(p: Preset) -> dict:
                 rates[name].append(data.numel() / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
     return {"frames_per_second": medians, "samples": rates, "rn_over_mappo": medians["rn"] / medians["mappo"]}
+
+
+def worker_rates(p: Preset) -> list[dict]:
+    """Collection and training frames/s per (algo, workers), every configuration alternated in each round."""
+    common = dict(task=p.task, n_agents=p.n_agents, graph=p.rn_graph, frames_per_batch=p.frames_per_batch,
+                  max_steps=p.max_steps, epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells,
+                  logger="")
+    runs = {(algo, n): RNTrainer(TrainConfig(algo=algo, workers=n, **common), progress=False)
+            for algo in p.worker_algos for n in p.worker_counts}
+    collectors = {key: t.make_collector() for key, t in runs.items()}
+    iterators = {key: iter(c) for key, c in collectors.items()}
+    collect: dict[tuple, list[float]] = {key: [] for key in runs}
+    train: dict[tuple, list[float]] = {key: [] for key in runs}
+    try:
+        for rep in range(p.reps + 1):  # the first round warms up (and waits for the workers to start)
+            for key, trainer in runs.items():
+                start = time.perf_counter()
+                data = next(iterators[key])
+                collected = time.perf_counter()
+                trainer.update(data)
+                collectors[key].update_policy_weights_()
+                if rep:
+                    collect[key].append(data.numel() / (collected - start))
+                    train[key].append(data.numel() / (time.perf_counter() - start))
+    finally:
+        for collector in collectors.values():
+            collector.shutdown()
+    return [{"algo": algo, "workers": n, "collection_frames_per_second": statistics.median(collect[algo, n]),
+             "training_frames_per_second": statistics.median(train[algo, n]),
+             "collection_samples": collect[algo, n], "training_samples": train[algo, n]} for algo, n in runs]
 
 
 def _time(fn, reps: int) -> float:
@@ -124,7 +162,7 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right, workers) = plt.subplots(1, 3, figsize=(15, 4))
     rates = result["training"]["frames_per_second"]
     bars = left.bar(["MAPPO", "RN " + result["preset"]["rn_graph"], "VMAS step (random)"],
                     [rates["mappo"], rates["rn"], result["vmas_frames_per_second"]])
@@ -141,6 +179,15 @@ def plot(result: dict, path: Path) -> None:
     right.set_ylabel("ms per policy step")
     right.set_title("policy-step cost vs vertex count")
     right.legend()
+    rows = result.get("workers", [])
+    labels = [f"{r['algo'].upper()} x{r['workers']}" for r in rows]
+    x = range(len(rows))
+    workers.bar([i - 0.2 for i in x], [r["collection_frames_per_second"] for r in rows], 0.4, label="collection")
+    workers.bar([i + 0.2 for i in x], [r["training_frames_per_second"] for r in rows], 0.4, label="training")
+    workers.set_xticks(list(x), labels)
+    workers.set_ylabel("frames / s")
+    workers.set_title("collector workers (MultiSyncCollector)")
+    workers.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -149,7 +196,8 @@ def plot(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="default")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "torchrl-rn-throughput"),
+                        help="output folder (default: a scratch folder; benchmarks/results holds the committed figures)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -169,6 +217,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{1e3 * r['seconds']:.2f} ms, {r['speed_vs_flat_mlp']:.2f}x the flat MultiAgentMLP's speed", flush=True)
     result["vmas_frames_per_second"] = vmas_rate(p)
     print(f"raw VMAS step rate: {result['vmas_frames_per_second']:.0f} frames/s", flush=True)
+    result["workers"] = worker_rates(p)
+    for r in result["workers"]:
+        print(f"{r['algo']} with {r['workers']} collector worker(s): collection "
+              f"{r['collection_frames_per_second']:.0f} frames/s, training {r['training_frames_per_second']:.0f} "
+              "frames/s", flush=True)
     (out / "throughput.json").write_text(json.dumps(result, indent=1))
     plot(result, out / "throughput.png")
 

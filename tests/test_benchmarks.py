@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str) -> str:
+    # this checkout's torchrl_rn, not whichever one the venv has installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, cwd=ROOT,
-                          timeout=300, capture_output=True, text=True).stdout
+                          timeout=300, capture_output=True, text=True, env=env).stdout
 
 
 def test_learning_tiny_writes_json_and_png(tmp_path):
@@ -50,6 +53,10 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
         (n, g) for n in (4, 8) for g in ("flat", "tree:2", "tree:2,2")
     }
     assert result["vmas_frames_per_second"] > 0
+    assert [(r["algo"], r["workers"]) for r in result["workers"]] == [("rn", 1)]
+    for r in result["workers"]:
+        assert len(r["collection_samples"]) == len(r["training_samples"]) == 2
+        assert r["training_frames_per_second"] <= r["collection_frames_per_second"]  # training includes collection
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\noutro\n")
     run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
@@ -155,3 +162,27 @@ def test_parallel_slices_merge_instead_of_overwriting(tmp_path, learning):
     assert merged == on_disk
     assert set(on_disk["methods"]["mappo"]["seeds"]) == {"0", "1"} and on_disk["methods"]["mappo"]["final_mean"] == 2.0
     assert on_disk["methods"]["rn-tree2"]["final_mean"] == 5.0
+
+
+def test_scaling_tiny_writes_json_and_png(tmp_path):
+    run("scaling.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    assert result["threads"] == 1 and result["preset_name"] == "tiny"
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    # tiny: 4 motors under tree:4 (one manager, 2 levels), 16 under tree:4,4 (4 + 1 managers, 3 levels)
+    assert [(r["motors"], r["vertices"], r["levels"]) for r in result["rows"]] == [(4, 5, 2), (16, 21, 3)]
+    for r in result["rows"]:
+        assert len(r["rn_samples"]) == len(r["flat_samples"]) == 2
+        assert r["rn_seconds_per_vertex"] == pytest.approx(r["rn_seconds"] / r["vertices"])
+        assert r["ratio"] == pytest.approx(r["rn_seconds_per_vertex"] / r["flat_seconds_per_agent"])
+        assert r["rn_peak_bytes"] > 0 and r["flat_peak_bytes"] > 0
+
+
+def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
+    run("tutorial_pipeline.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
+    result = json.loads((tmp_path / "tutorial_pipeline.json").read_text())
+    assert result["threads"] == 1 and result["preset"]["scenario"] == "navigation"
+    assert (tmp_path / "tutorial_pipeline.png").stat().st_size > 1000
+    assert {len(s) for s in result["samples"].values()} == {1}
+    rates = result["frames_per_second"]
+    assert result["rn_over_stock"] == pytest.approx(rates["rn"] / rates["stock"])

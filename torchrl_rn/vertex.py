@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict import TensorDictBase
+from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
 from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor, TanhNormal
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "VertexGroup", "actor_head", "message_key"]
+__all__ = ["GraphGather", "GatherModule", "BlockMean", "ConcatMLP", "VertexGroup", "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
 
@@ -63,6 +64,31 @@ class GraphGather(nn.Module):
             bank = bank.detach()
         # -1 indexes the zero slot appended last
         return bank[..., self.index].reshape(*batch, self.n_out, self.dim_out)
+
+
+class GatherModule(TensorDictModuleBase):
+    """A :class:`GraphGather` as a tensordict module: reads the sources at ``in_keys``, writes ``out_key``.
+
+    It does what ``TensorDictModule(gather, in_keys, [out_key])`` does, minus that class's per-output conversion
+    (``TensorDict.from_any``, which looks the ``pandas`` package up on every call): the gathers run once per group in
+    every policy step and loss evaluation, so that conversion was a visible share of a small graph's step.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> module = GatherModule(GraphGather(torch.tensor([1, 0]), 1, 2), [("a", "x")], ("b", "y"))
+        >>> module(TensorDict({"a": {"x": torch.tensor([[1.0], [2.0]])}}))["b", "y"]
+        tensor([[2., 1.]])
+    """
+
+    def __init__(self, gather: GraphGather, in_keys: Sequence[NestedKey], out_key: NestedKey) -> None:
+        super().__init__()
+        self.module = gather
+        self.in_keys = list(in_keys)
+        self.out_keys = [out_key]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        tensordict.set(self.out_keys[0], self.module(*(tensordict.get(key) for key in self.in_keys)))
+        return tensordict
 
 
 class BlockMean(nn.Module):
@@ -236,9 +262,9 @@ class VertexGroup(nn.Module):
             self.observation_sources = [g for g in graph.groups if any(graph.group_of(s) == g for v in members for s in subs[v])]
             index = _bank_index(graph, group, subs, self.observation_sources,
                                 {g: dims[g]["message"] for g in self.observation_sources}, d["observation"])
-            self.observation_gather = TensorDictModule(
+            self.observation_gather = GatherModule(
                 GraphGather(index, n, d["observation"], detach=detach_messages),
-                [message_key(graph, g) for g in self.observation_sources], [self.observation_key])
+                [message_key(graph, g) for g in self.observation_sources], self.observation_key)
 
         # m = phi(o-)
         self.encoder = None
@@ -259,9 +285,9 @@ class VertexGroup(nn.Module):
             self.instruction_sources = [g for g in graph.groups if any(graph.group_of(s) == g for v in members for s in sups[v])]
             index = _bank_index(graph, group, sups, self.instruction_sources,
                                 {g: graph.group_action_dim(g) for g in self.instruction_sources}, d["instruction"])
-            self.instruction_gather = TensorDictModule(
+            self.instruction_gather = GatherModule(
                 GraphGather(index, n, d["instruction"]),
-                [(g, "action") for g in self.instruction_sources], [self.instruction_key])
+                [(g, "action") for g in self.instruction_sources], self.instruction_key)
 
         in_keys = [self.observation_key] + ([self.instruction_key] if self.instruction_key else [])
         n_in = d["observation"] + d["instruction"]

@@ -126,12 +126,18 @@ class TrainConfig:
                           "seeded with seed + 1", unit="episodes")
     seed: int = _opt(0, "seed of torch and of the training envs (the eval envs use seed + 1)")
     device: str = _opt("cpu", "torch device of the envs and models ('cpu', 'cuda', 'cuda:1', ...)")
+    # ---- collection
+    workers: int = _opt(1, "collector processes (TorchRL's MultiSyncCollector, or Ray actors with --ray); each runs "
+                        "num_envs / workers envs and collects frames_per_batch / workers frames of every batch",
+                        unit="processes")
+    ray: str | None = _opt(None, "Ray address for collection: 'local' starts a loopback-only instance here (no "
+                           "dashboard), '<head>:6379' joins a cluster; needs pip install 'torchrl-rn[distributed]'")
     logger: str = _opt("", "TorchRL logger that also receives every metrics.csv scalar: 'tensorboard' (event "
                        "files in <out>/logs), 'wandb', 'mlflow', 'trackio', 'csv' (TorchRL's CSVLogger, one file per "
                        "scalar in <out>/logs: a copy of metrics.csv in another layout), or '' for none (metrics.csv "
                        "is always written)", choices=tuple(LOGGERS))
-    out: str | None = _opt(None, "output folder of the run; omitted: results/<task>_<algo or rn-graph>_seed<seed>, or a fresh timestamped "
-                       "folder beside it when that one already holds a run")
+    out: str | None = _opt(None, "output folder of the run; omitted: results/<task>_<algo or rn-graph>_seed<seed>, "
+                           "or a fresh timestamped folder beside it when that one already holds a run")
 
 
     # ------------------------------------------------------------------ help and YAML
@@ -208,6 +214,11 @@ class TrainConfig:
                 f"--frames-per-batch ({self.frames_per_batch}) must be a multiple of --max-steps ({self.max_steps}): "
                 "the collector runs frames_per_batch / max_steps vectorised envs."
             )
+        if self.workers < 1 or self.num_envs % self.workers:
+            raise ValueError(f"--workers ({self.workers}) must divide the number of envs, frames_per_batch / max_steps "
+                             f"= {self.num_envs}: each worker runs the same share of envs.")
+        if self.ray is not None and importlib.util.find_spec("ray") is None:
+            raise ValueError(f"--ray {self.ray!r} needs Ray: pip install 'torchrl-rn[distributed]'")
         if self.minibatch_size > self.frames_per_batch:
             raise ValueError(f"--minibatch-size ({self.minibatch_size}) must be <= --frames-per-batch "
                              f"({self.frames_per_batch}): an epoch samples frames_per_batch // minibatch_size "

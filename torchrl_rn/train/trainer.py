@@ -47,10 +47,10 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.checkpoint import GlobalRNGState
-from torchrl.collectors import Collector
+from torchrl.collectors import BaseCollector, Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
-from torchrl.envs import EnvBase, RewardSum, TransformedEnv
+from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import MultiAgentMLP
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
@@ -58,11 +58,10 @@ from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
 
 from torchrl_rn.composer import GraphComposer
-from torchrl_rn.envs import make_env
 from torchrl_rn.graph import GraphError, RNGraph
-from torchrl_rn.level_env import LevelEnv
 from torchrl_rn.loss import RNLoss
 from torchrl_rn.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, atomic_save, load_checkpoint
+from torchrl_rn.train.collection import make_collector, task_env_fn, wrap_env
 from torchrl_rn.train.config import TrainConfig, _check_writable
 from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
@@ -84,7 +83,8 @@ class RNTrainer:
 
     Keyword Args:
         env_fn (callable, optional): ``env_fn(num_envs, seed) -> EnvBase`` replacing the task factory (for custom or
-            mock envs); the env's agents must be in the group ``"agents"``.
+            mock envs); the env's agents must be in the group ``"agents"``; picklable (no lambda) with ``workers > 1`` or
+            ``ray``.
         progress (bool): show a progress bar. Defaults to ``True``.
         force (bool): start even if ``config.out`` holds a run, whose files are then removed when training starts.
             Defaults to ``False``: such a folder is refused with a :class:`ValueError`.
@@ -120,8 +120,9 @@ class RNTrainer:
         self._force = force and not _resuming  # remove the old run's files when training starts, not before
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self._env_fn = env_fn or (lambda n, seed: make_env(cfg.task, n_agents=cfg.n_agents, num_envs=n,
-                                                           max_steps=cfg.max_steps, device=cfg.device, seed=seed))
+        # picklable: worker processes and Ray actors (``workers``, ``ray``) build their envs with it
+        self._env_fn = env_fn or task_env_fn(cfg.task, n_agents=cfg.n_agents, max_steps=cfg.max_steps,
+                                             device=cfg.device)
         base = self._env_fn(cfg.num_envs, cfg.seed)
         self.n_agents = base.full_action_spec_unbatched["agents", "action"].shape[0]
         self.graph: RNGraph | None = None
@@ -144,12 +145,7 @@ class RNTrainer:
 
     # ------------------------------------------------------------------ construction
     def _wrap(self, env: EnvBase) -> TransformedEnv:
-        if not isinstance(env, TransformedEnv):  # appended, not nested: TorchRL warns when it unwraps nested ones
-            env = TransformedEnv(env)
-        if self.graph is not None:
-            env.append_transform(LevelEnv(self.graph))
-        env.append_transform(RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")]))
-        return env
+        return wrap_env(env, self.graph)
 
     def _build_models(self, env: EnvBase) -> tuple[nn.Module, nn.Module]:
         cfg = self.config
@@ -202,11 +198,15 @@ class RNTrainer:
             return out["loss"], out
         return sum(v for k, v in out.items() if k.startswith("loss_")), out
 
-    def make_collector(self, total_frames: int = -1) -> Collector:
-        """A stock :class:`~torchrl.collectors.Collector` of this run's env and policy."""
-        # our policies are not recurrent: no InitTracker/primer for torchrl to add (and no FutureWarning about it)
-        return Collector(self.env, self.policy, frames_per_batch=self.config.frames_per_batch,
-                         total_frames=total_frames, device=self.device, auto_register_policy_transforms=False)
+    def make_collector(self, total_frames: int = -1) -> BaseCollector:
+        """The run's TorchRL collector (:func:`~torchrl_rn.train.collection.make_collector`): a
+        :class:`~torchrl.collectors.Collector` in this process, :class:`~torchrl.collectors.MultiSyncCollector` with
+        ``config.workers`` processes, or TorchRL's ``RayCollector`` with ``config.ray``; its batches have the same
+        ``[num_envs, max_steps]`` shape either way."""
+        cfg = self.config
+        return make_collector(self._env_fn, self.policy, graph=self.graph, num_envs=cfg.num_envs,
+                              frames_per_batch=cfg.frames_per_batch, total_frames=total_frames, workers=cfg.workers,
+                              ray=cfg.ray, seed=cfg.seed, device=self.device, env=self.env)
 
     def update(self, data: TensorDictBase) -> dict[str, float]:
         """One PPO update on a collected batch: advantages, then ``epochs`` passes of minibatches.
