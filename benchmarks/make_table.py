@@ -19,10 +19,13 @@ LATE = 5
 
 
 def table(results: Path) -> str:
+    speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json")
     tasks = sorted(p for p in results.rglob("*.json")
-                   if p.name != "throughput.json" and not {"runs", "superseded"} & set(p.parts))
+                   if p.name not in speed_files and not {"runs", "superseded"} & set(p.parts))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
-    return "\n\n".join(filter(None, [_learning(tasks), *speed]))
+    scaling = [_scaling(p) for p in sorted(results.rglob("scaling.json"))]
+    pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
+    return "\n\n".join(filter(None, [_learning(tasks), *speed, *pipeline, *scaling]))
 
 
 def _learning(tasks: list[Path]) -> str:
@@ -79,6 +82,30 @@ def _throughput(tp: Path) -> str:
             f"ratio **{t['training']['rn_over_mappo']:.2f}**; a {largest['motors']}-motor 3-level graph steps at "
             f"{largest['speed_vs_flat_mlp']:.2f}x a flat MultiAgentMLP's speed; raw VMAS "
             f"{t['vmas_frames_per_second']:.0f} frames/s. Plot: `{tp.with_suffix('.png').as_posix()}`.")
+
+
+def _tutorial_pipeline(path: Path) -> str:
+    t = json.loads(path.read_text())
+    p, rates = t["preset"], t["frames_per_second"]
+    return (f"TorchRL's multi-agent PPO tutorial pipeline (VMAS {p['scenario']}, {p['n_agents']} agents, "
+            f"{p['frames_per_batch']} frames/batch, {p['epochs']} epochs, {t['threads']} thread"
+            f"{'s' * (t['threads'] != 1)}, median of {p['reps']} alternated iterations): stock {rates['stock']:.0f} "
+            f"frames/s, with LevelEnv + GraphComposer + RNLoss ({p['rn_graph']}) dropped in {rates['rn']:.0f} "
+            f"frames/s, ratio **{t['rn_over_stock']:.2f}**. Plot: `{path.with_suffix('.png').as_posix()}`.")
+
+
+def _scaling(path: Path) -> str:
+    t = json.loads(path.read_text())
+    lines = [f"Policy step time per vertex over a flat MAPPO actor's (`ProbabilisticActor` over `MultiAgentMLP`) per "
+             f"agent, {t['preset']['num_envs']} envs, {t['threads']} thread{'s' * (t['threads'] != 1)}, median of "
+             f"{t['preset']['reps']} (plot: `{path.with_suffix('.png').as_posix()}`):",
+             "",
+             "| motors | graph | levels | ratio per vertex | peak memory RN / flat (MiB) |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in t["rows"]:
+        lines.append(f"| {r['motors']:,} | {r['graph']} | {r['levels']} | {r['ratio']:.2f} | "
+                     f"{r['rn_peak_bytes'] / 2**20:.1f} / {r['flat_peak_bytes'] / 2**20:.1f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

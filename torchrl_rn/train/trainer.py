@@ -47,7 +47,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.checkpoint import GlobalRNGState
-from torchrl.collectors import BaseCollector, Collector
+from torchrl.collectors import BaseCollector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
 from torchrl.envs import EnvBase, TransformedEnv
@@ -247,15 +247,18 @@ class RNTrainer:
             return {}
         return {g: [p for p in loss.parameters() if p.requires_grad] for g, loss in self.loss.group_losses.items()}
 
-    def _start_iteration(self, collector: Collector) -> None:
+    def _start_iteration(self, collector: BaseCollector) -> None:
         """Envs reseeded from ``(seed, iteration)`` and reset, buffer emptied: the same start in a fresh or resumed run.
 
         The global generators are left as they were, so the policy's sampling continues the checkpointed stream.
+        TorchRL's ``RayCollector`` has no ``reset()``: with ``ray``, its remote envs are reseeded but their episodes
+        run on across batches, so a resumed Ray run is not bit-identical to an uninterrupted one.
         """
         seed = int(np.random.SeedSequence([self.config.seed, self.iteration]).generate_state(1)[0])
         with _isolated_rng():
             collector.set_seed(seed)
-            collector.reset()
+            if hasattr(collector, "reset"):
+                collector.reset()
         self._buffer.empty()
 
     def _prepare_folder(self, run_dir: Path) -> None:
