@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
 from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
-from torchrl_rn.train.trainer import RNTrainer
+from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
 
 __all__ = ["main"]
 
@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         except _BadInput as err:
             print(f"rn: error: {err}", file=sys.stderr)
             return 2
+        except NonFiniteError as err:  # the data or the loss diverged: not bad input, but no traceback helps either
+            print(f"rn: stopped: {err}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             if trainer is None:
                 print("rn: interrupted", file=sys.stderr)

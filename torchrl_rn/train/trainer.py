@@ -34,6 +34,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -67,12 +68,17 @@ from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.vertex import actor_head
 
-__all__ = ["RNTrainer", "RESUMABLE"]
+__all__ = ["RNTrainer", "RESUMABLE", "NonFiniteError"]
 
 #: the files of a run in its folder (``--force`` removes exactly these before a new run starts there)
 RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
 #: settings ``--resume`` can change; any other given setting must equal the checkpoint's
 RESUMABLE = ("frames",)
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or inf in a batch's rewards or observations, or in a loss: the run stops before the optimiser step, and
+    its folder keeps the checkpoint of the last good iteration."""
 
 
 class RNTrainer:
@@ -218,6 +224,7 @@ class RNTrainer:
         :data:`~torchrl_rn.train.diagnostics.COLUMNS_DOC`) and, for RN, each group's own ``grad_norm``.
         """
         cfg = self.config
+        self._check_batch(data)
         with torch.no_grad():
             self._advantage(data)
         self._buffer.extend(data.reshape(-1))
@@ -226,9 +233,12 @@ class RNTrainer:
         for _ in range(cfg.epochs):
             for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
                 loss, out = self._loss_value(self._buffer.sample())
-                loss.backward()
                 row = loss_scalars(out, default_group=self._agent_group)
                 row["loss"] = float(loss.detach())
+                if not math.isfinite(row["loss"]):
+                    culprits = [k for k, v in row.items() if k != "loss" and not math.isfinite(v)] or ["loss"]
+                    self._stop(f"the loss is {row['loss']} ({', '.join(culprits)})")
+                loss.backward()
                 for g, params in group_params.items():
                     row[f"{g}/grad_norm"] = _grad_norm(params)
                 row["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.loss.parameters(), cfg.max_grad_norm))
@@ -236,6 +246,19 @@ class RNTrainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
         return stats.mean()
+
+    def _check_batch(self, data: TensorDictBase) -> None:
+        """Stops the run if a reward or observation of the batch is NaN or inf, naming its group."""
+        for key, value in data.items(include_nested=True, leaves_only=True):
+            key = key if isinstance(key, tuple) else (key,)
+            if key[-1] in ("reward", "observation") and value.is_floating_point() and not value.isfinite().all():
+                where = [k for k in key[:-1] if k != "next"]
+                group = f"group {where[-1]!r}" if where else "the team (root)"
+                self._stop(f"the collected batch holds NaN or inf in {group}'s {key[-1]} {key}")
+
+    def _stop(self, what: str) -> None:
+        raise NonFiniteError(f"iteration {self.iteration + 1}: {what}; the run stopped before updating, and "
+                             f"{self.config.run_dir} keeps its last good checkpoint (iteration {self.iteration}).")
 
     @property
     def _agent_group(self) -> str:
