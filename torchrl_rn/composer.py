@@ -11,8 +11,10 @@ import torch
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
 from torchrl.envs import EnvBase
+from torchrl.modules import PopArtValueNorm
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.value_norm import Denormalize
 from torchrl_rn.vertex import VertexGroup
 
 __all__ = ["GraphComposer"]
@@ -36,6 +38,9 @@ class GraphComposer(nn.Module):
         critic (str): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised inside each group).
         detach_messages (bool): stop superiors' losses from training their subordinates' message encoders
             (TAG's decentralised training). Defaults to ``False`` (end-to-end).
+        value_norm (bool): every group's value head predicts *normalised* values, mapped back to the return scale by
+            :class:`~torchrl_rn.value_norm.Denormalize` with the group's own TorchRL ``PopArtValueNorm``
+            (``vertex_groups[g].value_norm``, which :class:`~torchrl_rn.RNLoss` updates). Defaults to ``False``.
         device: parameter device; defaults to the env's.
 
     Attributes:
@@ -69,6 +74,7 @@ class GraphComposer(nn.Module):
         share_params: bool = True,
         critic: str = "local",
         detach_messages: bool = False,
+        value_norm: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -106,6 +112,10 @@ class GraphComposer(nn.Module):
                            consumed=g in consumed, device=self.device)
             for g in graph.groups
         })
+        for vg in self.vertex_groups.values():
+            vg.value_norm = PopArtValueNorm(shape=1) if value_norm else None
+            if value_norm:  # the head's network predicts normalised values; GAE reads them on the return scale
+                vg.value_head.module = Denormalize(vg.value_head.module, vg.value_norm)
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
                 for m in (vg.instruction_gather, vg.actor) if m is not None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
-from torchrl.objectives import ClipPPOLoss, LossModule
+from torchrl.objectives import ClipPPOLoss, LossModule, MAPPOLoss
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
@@ -47,7 +47,8 @@ class RNLoss(LossModule):
 
     Keyword Args:
         loss_cls (type): the per-group TorchRL loss. Defaults to :class:`~torchrl.objectives.ClipPPOLoss`
-            (``MAPPOLoss``/``IPPOLoss`` work too).
+            (``MAPPOLoss``/``IPPOLoss`` work too). A composer built with ``value_norm=True`` gives each group loss its
+            group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes ``MAPPOLoss``, which has that hook).
         clip_epsilon, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage: passed to every group's
             loss. Advantages are standardised over batch and time but not across a group's agents (TorchRL's
             multi-agent convention).
@@ -136,10 +137,15 @@ class RNLoss(LossModule):
         self.group_coeffs = {g: float((group_coeffs or {}).get(g, 1.0)) for g in self.graph.groups}
         self.group_losses = nn.ModuleDict()
         for g in self.graph.groups:
-            self.group_losses[g] = loss_cls(
+            value_norm = getattr(composer.vertex_groups[g], "value_norm", None)
+            cls, extra = loss_cls, {}
+            if value_norm is not None:  # GraphComposer(value_norm=True): the critic loss on the normalised scale
+                # MAPPOLoss is ClipPPOLoss plus that ValueNorm hook (its other defaults are set explicitly here)
+                cls, extra = (MAPPOLoss if loss_cls is ClipPPOLoss else loss_cls), {"value_norm": value_norm}
+            self.group_losses[g] = cls(
                 composer.actor(g), composer.value_head(g), clip_epsilon=clip_epsilon, entropy_coeff=entropy_coeff,
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
-                normalize_advantage_exclude_dims=(-2,), functional=False,
+                normalize_advantage_exclude_dims=(-2,), functional=False, **extra,
             )
         self._forward_value_estimator_keys()
         self._estimator_defaults = {"gamma": gamma, "lmbda": lmbda, "beta": beta, "neighbourhood": neighbourhood}

@@ -18,11 +18,12 @@ __all__ = ["Denormalize"]
 
 
 class Denormalize(nn.Module):
-    """Maps a critic's normalised output back to the return scale with a :class:`~torchrl.modules.ValueNorm`.
+    """A critic network whose output is *normalised*, mapped back to the return scale with a TorchRL ``ValueNorm``.
 
     Args:
+        net (nn.Module): the critic network (any number of inputs, one value per output row).
         value_norm (ValueNorm): the normaliser whose running statistics the loss updates (share the instance with
-            ``MAPPOLoss(value_norm=...)`` or ``RNLoss(value_norm=...)``).
+            ``MAPPOLoss(value_norm=...)``, or build :class:`~torchrl_rn.GraphComposer` with ``value_norm=True``).
 
     Examples:
         >>> import torch
@@ -30,16 +31,17 @@ class Denormalize(nn.Module):
         >>> from torchrl.modules import PopArtValueNorm
         >>> norm = PopArtValueNorm(shape=1)
         >>> norm.update(torch.tensor([[-900.0], [-1100.0]]))  # what a loss does with value targets
-        >>> critic = nn.Sequential(nn.Linear(3, 1), Denormalize(norm))
+        >>> critic = Denormalize(nn.Linear(3, 1), norm)
         >>> with torch.no_grad():
-        ...     _ = critic[0].weight.zero_(), critic[0].bias.fill_(1.0)  # the network says "one std above the mean"
+        ...     _ = critic.net.weight.zero_(), critic.net.bias.fill_(1.0)  # the network says "one std above the mean"
         >>> round(critic(torch.zeros(1, 3)).item())  # mean -1000, std 100
         -900
     """
 
-    def __init__(self, value_norm: ValueNorm) -> None:
+    def __init__(self, net: nn.Module, value_norm: ValueNorm) -> None:
         super().__init__()
+        self.net = net
         self.value_norm = value_norm
 
-    def forward(self, normalised: torch.Tensor) -> torch.Tensor:
-        return self.value_norm.denormalize(normalised)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.value_norm.denormalize(self.net(*inputs))

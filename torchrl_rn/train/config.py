@@ -101,6 +101,8 @@ class TrainConfig:
     entropy_coeff: float = _opt(1e-4, "weight of the entropy bonus in each PPO loss")
     normalize_advantage: bool = _opt(False, "standardise advantages over each minibatch (over batch and time, "
                                      "not across a group's agents)")
+    value_norm: bool = _opt(False, "normalise value targets with TorchRL's PopArtValueNorm and let the critic predict "
+                            "normalised values (the MAPPO paper's value normalisation, on by default in its code)")
     num_cells: int = _opt(256, "hidden width of the agents' (motors') policy and critic MLPs (2 hidden layers)",
                           unit="units")
     manager_cells: int = _opt(64, "hidden width of the managers' (non-motor vertices') MLPs; rn only",

@@ -53,7 +53,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
 from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.modules import MultiAgentMLP
+from torchrl.modules import MultiAgentMLP, PopArtValueNorm
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
@@ -66,6 +66,7 @@ from torchrl_rn.train.collection import make_collector, task_env_fn, wrap_env
 from torchrl_rn.train.config import TrainConfig, _check_writable
 from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
+from torchrl_rn.value_norm import Denormalize
 from torchrl_rn.vertex import actor_head
 
 __all__ = ["RNTrainer", "RESUMABLE", "NonFiniteError"]
@@ -159,7 +160,7 @@ class RNTrainer:
             self.composer = GraphComposer(
                 self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
                 share_params=cfg.share_params, critic=cfg.critic,
-                detach_messages=cfg.detach_messages, device=self.device,
+                detach_messages=cfg.detach_messages, value_norm=cfg.value_norm, device=self.device,
             )
             loss = RNLoss(
                 self.composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
@@ -178,10 +179,14 @@ class RNTrainer:
         policy = actor_head(env.full_action_spec_unbatched["agents", "action"],
                             lambda n_out, *head: nn.Sequential(mlp(n_out, False), *head),
                             [("agents", "observation")], "agents", device=self.device)
-        critic = TensorDictModule(mlp(1, cfg.algo == "mappo"), [("agents", "observation")], [("agents", "state_value")])
+        value_norm = PopArtValueNorm(shape=1, device=self.device) if cfg.value_norm else None
+        value_net = mlp(1, cfg.algo == "mappo")
+        if value_norm is not None:  # the network predicts normalised values; GAE sees them on the return scale
+            value_net = Denormalize(value_net, value_norm)
+        critic = TensorDictModule(value_net, [("agents", "observation")], [("agents", "state_value")])
         loss_cls = MAPPOLoss if cfg.algo == "mappo" else IPPOLoss
         loss = loss_cls(policy, critic, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
-                        normalize_advantage=cfg.normalize_advantage)
+                        normalize_advantage=cfg.normalize_advantage, value_norm=value_norm)
         # per-agent done flags where the env has them (PettingZoo), else the team's: MultiAgentGAE broadcasts those
         done_keys = {key: ("agents", key) if ("agents", key) in env.done_keys else key
                      for key in ("done", "terminated")}
