@@ -42,7 +42,9 @@ class GraphComposer(nn.Module):
         messages (TensorDictSequential): the bottom-up pass; writes every group's ``observation`` (and
             ``message`` for non-identity ``phi``).
         policy (TensorDictSequential): bottom-up then top-down; writes every group's ``instruction``,
-            ``action`` and ``action_log_prob``. Run it with a :class:`~torchrl.collectors.Collector`.
+            ``action`` and ``action_log_prob`` (and ``decided`` for a group with a decision period > 1, whose action
+            is held between decisions by :class:`~torchrl_rn.vertex.DecisionHold`). Run it with a
+            :class:`~torchrl.collectors.Collector`.
         critic (TensorDictSequential): bottom-up then every group's ``state_value``; works on a step's
             ``"next"`` data too, where :class:`~torchrl_rn.LevelEnv` carries the step's instructions.
 
@@ -108,7 +110,7 @@ class GraphComposer(nn.Module):
         })
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
-                for m in (vg.instruction_gather, vg.actor) if m is not None]
+                for m in (vg.instruction_gather, vg.actor, vg.hold) if m is not None]
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
         self.critic = TensorDictSequential(*up, *(vg.value_head for vg in self.vertex_groups.values()))

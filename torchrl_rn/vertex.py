@@ -8,21 +8,23 @@ the group is the unit of speed. A group owns up to five modules, all reading and
 * ``encoder``: the message ``phi(o-)`` (``identity`` needs no module: consumers read ``observation``);
 * ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
 * ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
-* ``value_head``: ``V(o-, o+)``.
+* ``value_head``: ``V(o-, o+)``;
+* ``hold`` (a group with a decision period > 1 only): a :class:`DecisionHold` after the actor.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import torch
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict import TensorDictBase
+from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
 from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor, TanhNormal
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "VertexGroup", "actor_head", "message_key"]
+__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "DecisionHold", "VertexGroup", "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
 
@@ -101,6 +103,62 @@ class ConcatMLP(nn.Module):
         return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
 
 
+class DecisionHold(TensorDictModuleBase):
+    """Holds a group's action between its decisions (a decision period ``k > 1``).
+
+    Placed after the group's actor: where ``(group, "window_step")`` (a state entry of
+    :class:`~torchrl_rn.LevelEnv`) is 0 the group decides and its fresh sample is kept; elsewhere its action is
+    the ``(group, "held_action")`` in force and its log-probability 0 (a held action is deterministic). Writes
+    ``(group, "decided")`` (bool, ``[*B, n, 1]``). Data without a ``window_step`` decide everywhere.
+
+    Args:
+        group (str): the group.
+        log_prob_key (nested key): where the actor writes its log-probability.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> hold = DecisionHold("boss", ("boss", "action_log_prob"))
+        >>> td = TensorDict({"boss": TensorDict({
+        ...     "window_step": torch.tensor([[[0]], [[3]]]), "held_action": torch.full((2, 1, 2), 0.5),
+        ...     "action": torch.zeros(2, 1, 2), "action_log_prob": torch.ones(2, 1)}, [2, 1])}, [2])
+        >>> out = hold(td)
+        >>> out["boss", "action"][:, 0], out["boss", "action_log_prob"][:, 0], out["boss", "decided"].flatten()
+        (tensor([[0.0000, 0.0000],
+                [0.5000, 0.5000]]), tensor([1., 0.]), tensor([ True, False]))
+    """
+
+    def __init__(self, group: str, log_prob_key: NestedKey) -> None:
+        super().__init__()
+        self.group = group
+        self.log_prob_key = log_prob_key
+        self.in_keys = [(group, "window_step"), (group, "held_action"), (group, "action"), log_prob_key]
+        self.out_keys = [(group, "action"), log_prob_key, (group, "decided")]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        g = self.group
+        action = tensordict.get((g, "action"))
+        window = tensordict.get((g, "window_step"), None)
+        if window is None:
+            decided = torch.ones(*tensordict.get(g).batch_size, 1, dtype=torch.bool, device=action.device)
+        else:
+            decided = window == 0
+        tensordict.set((g, "decided"), decided)
+        if window is None:
+            return tensordict
+        held = tensordict.get((g, "held_action"))
+        keep = decided[..., 0]  # [*B, n]
+        tensordict.set((g, "action"), torch.where(_expand_right(keep, action), action, held.to(action.dtype)))
+        log_prob = tensordict.get(self.log_prob_key, None)
+        if log_prob is not None:
+            tensordict.set(self.log_prob_key, torch.where(_expand_right(keep, log_prob), log_prob,
+                                                          torch.zeros_like(log_prob)))
+        return tensordict
+
+
+def _expand_right(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
+
+
 def message_key(graph: RNGraph, group: str) -> NestedKey:
     """Where ``group`` keeps its messages: its own observation for ``identity`` (and for a motor's ``mean`` of a
     single input), else ``(group, "message")``."""
@@ -129,7 +187,8 @@ def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequenc
     Examples:
         >>> from torchrl.data import Categorical
         >>> from torchrl.modules import MultiAgentMLP
-        >>> net = lambda n_out, *head: nn.Sequential(MultiAgentMLP(4, n_out, n_agents=2, centralized=False), *head)
+        >>> net = lambda n_out, *head: nn.Sequential(MultiAgentMLP(4, n_out, n_agents=2, centralized=False,
+        ...                                                      share_params=True), *head)
         >>> actor = actor_head(Categorical(3, shape=(2,)), net, [("agents", "observation")], "agents")
         >>> actor.out_keys[:2]
         [('agents', 'logits'), ('agents', 'action')]
@@ -279,6 +338,15 @@ class VertexGroup(nn.Module):
             spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
         self.action_spec = spec
         self.actor = actor_head(spec, lambda n_out, *head: mlp(n_out, False, *head), in_keys, group, device=device)
+        # a decision period k > 1: the actor's sample is kept only where the group decides
+        self.period = graph.period(group)
+        self.hold = None
+        if self.period > 1:
+            log_prob_key = next(k for k in self.actor.out_keys if _tuple_key(k)[-1].endswith("log_prob"))
+            self.hold = DecisionHold(group, log_prob_key)
         # V(o-, o+)
         self.value_head = TensorDictModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
 
+
+def _tuple_key(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
