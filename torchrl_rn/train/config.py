@@ -22,7 +22,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 NEIGHBOURHOODS = ("both", "up", "down")
 CRITICS = ("group", "local")
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
-RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells")
+RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods")
 
 @dataclass
 class TrainConfig:
@@ -58,6 +58,8 @@ class TrainConfig:
     neighbourhood: str = "both"
     critic: str = "group"
     detach_messages: bool = False
+    # RN-specific: decision period per level from the motors up ("1,5": managers decide every 5 steps); "" = all 1
+    periods: str = ""
     eval_every: int = 2
     eval_envs: int = 16
     seed: int = 0
@@ -106,6 +108,7 @@ class TrainConfig:
             raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
         if self.critic not in CRITICS:
             raise ValueError(f"--critic must be one of {CRITICS}, got {self.critic!r}.")
+        self.period_list  # noqa: B018 (parses --periods: refuses a bad value here)
         if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
@@ -122,6 +125,20 @@ class TrainConfig:
             raise ValueError(f"--device {self.device!r}: MPS is not available on this machine.")
         if self.out is not None:
             _check_writable(Path(self.out))
+
+    @property
+    def period_list(self) -> list[int] | None:
+        """``periods`` as one int per level from the motors up (``None`` when empty: every vertex decides each step)."""
+        if not self.periods.strip():
+            return None
+        try:
+            values = [int(p) for p in self.periods.split(",")]
+        except ValueError:
+            values = []
+        if not values or any(p < 1 for p in values):
+            raise ValueError(f"--periods must be positive ints, one per level from the motors up (e.g. 1,5), "
+                             f"got {self.periods!r}.")
+        return values
 
     @property
     def num_envs(self) -> int:
@@ -144,7 +161,8 @@ class TrainConfig:
         if self.algo != "rn":
             return self.algo
         graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-'))}"
+        periods = f"-p{self.periods.replace(',', '-')}" if self.period_list else ""
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods)}"
 
 
 def _flag(name: str) -> str:

@@ -114,7 +114,8 @@ class RNTrainer:
         self.graph: RNGraph | None = None
         if cfg.algo == "rn":
             try:
-                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi})
+                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi},
+                                               periods=cfg.period_list)
             except GraphError as err:
                 raise GraphError(f"--graph {cfg.graph!r} with {self.n_agents} agents: {err}") from None
         self.env = self._wrap(base)
