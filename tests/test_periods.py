@@ -284,10 +284,13 @@ def test_plain_torchrl_loop_with_a_period_5_manager():
     optim = torch.optim.Adam(loss.parameters(), lr=1e-3)
     collector = Collector(env, composer.policy, frames_per_batch=96, total_frames=288)
     windows = []
-    for data in collector:
+    for data in collector:  # the README's loop
         windows.append(data["level1", "window_step"][0, :, 0, 0])
-        for _ in range(2):
-            vals = loss(data)
+        with torch.no_grad():
+            loss.value_estimator(data)  # semi-Markov for level1, over the whole batch's windows
+        assert (data["level1", "advantage"][~data["level1", "decided"]] == 0).all()
+        for batch in data.reshape(-1).split(32):  # flattened rows: RNLoss picks level1's decisions in each
+            vals = loss(batch)
             total = vals["loss_objective"] + vals["loss_critic"] + vals["loss_entropy"]
             assert torch.isfinite(total)
             total.backward()

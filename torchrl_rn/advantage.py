@@ -20,7 +20,11 @@ truncated or the batch ends, not at all on termination), and chained with ``lmbd
 (``V(s_{t+m})`` is the next-state value of the window's last step, which the critic gives on its ``"next"`` data;
 ``A_{t+m}``, the next decision's advantage, is 0 after the batch's last step.)
 
-Steps where it did not decide get advantage 0 and value target = value (the loss leaves them out anyway).
+Steps where it did not decide get advantage 0 and value target = value (the loss leaves them out anyway). With
+``beta > 0`` the mixing runs step by step as before: a held step contributes its 0 to its neighbours' mix, and a
+decision step's advantage mixes in the neighbours' advantages of that step. A window cut by the batch's end is
+bootstrapped from the critic's value of the next, mid-window, state: an approximation of the value at the next
+decision (the critic is trained on decision states only).
 """
 from __future__ import annotations
 
@@ -129,7 +133,8 @@ class GraphGAE(ValueEstimatorBase):
     def in_keys(self) -> list:
         critic_in = list(self.value_network.in_keys)
         signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
-        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals]
+        decisions = [(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
+        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions]
 
     @property
     def out_keys(self) -> list:
