@@ -147,6 +147,32 @@ def test_tag_view_refuses_periods():
         LevelEnv(graph, level=1, lower_policy=composer)
 
 
+def test_subordinates_observe_the_steps_left_to_their_superiors_decision():
+    graph = RNGraph.tree(4, [2], periods=[1, 4])
+    env = _env(graph, max_steps=6)
+    composer = GraphComposer(graph, env, num_cells=8, observe_clock=True)
+    assert ("agents", "superior_clock") in composer.actor("agents").in_keys
+    assert ("agents", "superior_clock") in composer.value_head("agents").in_keys
+    data = _rollout(env, 8, composer.policy)
+    # level1's windows: 0 1 2 3 | 0 1 (episode end) | 0 1; steps left / period
+    expected = torch.tensor([4, 3, 2, 1, 4, 3, 4, 3]) / 4
+    assert torch.allclose(data["agents", "superior_clock"], expected.view(1, 8, 1, 1).expand(2, 8, 4, 1))
+    # the motors' policy reads it
+    td = data[:, :1].clone()
+    loc = composer.actor("agents")(td.clone())["agents", "loc"]
+    td["agents", "superior_clock"] = td["agents", "superior_clock"] * 0.25
+    assert not torch.allclose(composer.actor("agents")(td)["agents", "loc"], loc)
+    # the critic computes it on "next" data too, and the loss trains with it
+    loss = RNLoss(composer)
+    out = loss(data)
+    (out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]).backward()
+    # a graph without periods: the option changes no key
+    plain = RNGraph.tree(4, [2])
+    env = _env(plain)
+    keys = set(_rollout(env, 2, GraphComposer(plain, env, num_cells=8, observe_clock=True).policy).keys(True, True))
+    assert keys == set(_rollout(env, 2, GraphComposer(plain, env, num_cells=8).policy).keys(True, True))
+
+
 # ---------------------------------------------------------------------------------------------------- GAE
 def _col(*x, dtype=torch.float):
     return torch.tensor(x, dtype=dtype).view(-1, 1)
