@@ -334,16 +334,19 @@ def test_trainer_option_periods(tmp_path):
 
     cfg = TrainConfig(task="mock", frames=100, frames_per_batch=100, max_steps=5, minibatch_size=50, epochs=1,
                       num_cells=8, manager_cells=8, eval_every=1, eval_envs=2, logger="", graph="tree:2",
-                      periods="1,5", out=str(tmp_path / "run"))
+                      periods="1,5", observe_clock=True, out=str(tmp_path / "run"))
     trainer = RNTrainer(cfg, env_fn=lambda n, seed: MockMultiAgentEnv(3, num_envs=n, seed=seed, max_steps=5),
                         progress=False)
     assert trainer.graph.period("level1") == 5 and cfg.method_name == "rn-tree2-p1-5"
+    assert ("agents", "superior_clock") in trainer.composer.actor("agents").in_keys
     assert len(trainer.train()) == 1
     for bad in ("0,5", "x", "1,,5"):
         with pytest.raises(ValueError, match="--periods must be positive ints"):
             TrainConfig(periods=bad)
     with pytest.raises(ValueError, match="--periods applies only to --algo rn"):
         TrainConfig(algo="mappo", periods="1,5")
+    with pytest.raises(ValueError, match="--observe-clock applies only to --algo rn"):
+        TrainConfig(algo="ippo", observe_clock=True)
     with pytest.raises(GraphError, match="periods"):
         RNTrainer(TrainConfig(task="mock", frames=100, frames_per_batch=100, max_steps=5, minibatch_size=50,
                               periods="1,5,5", logger="", out=str(tmp_path / "bad")),

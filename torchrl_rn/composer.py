@@ -36,6 +36,9 @@ class GraphComposer(nn.Module):
         critic (str): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised inside each group).
         detach_messages (bool): stop superiors' losses from training their subordinates' message encoders
             (TAG's decentralised training). Defaults to ``False`` (end-to-end).
+        observe_clock (bool): vertices whose superiors decide every ``k > 1`` steps also observe the steps left until
+            those superiors' next decisions (``(group, "superior_clock")``, see :class:`~torchrl_rn.vertex.SuperiorClock`).
+            Defaults to ``False``; it changes nothing in a graph without periods.
         device: parameter device; defaults to the env's.
 
     Attributes:
@@ -71,6 +74,7 @@ class GraphComposer(nn.Module):
         share_params: bool = True,
         critic: str = "local",
         detach_messages: bool = False,
+        observe_clock: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -105,15 +109,16 @@ class GraphComposer(nn.Module):
             g: VertexGroup(graph, g, self.dims, act_spec[act_key],
                            num_cells=num_cells if g == g0 else (manager_cells or num_cells), depth=depth,
                            share_params=share_params, critic=critic, detach_messages=detach_messages,
-                           consumed=g in consumed, device=self.device)
+                           consumed=g in consumed, observe_clock=observe_clock, device=self.device)
             for g in graph.groups
         })
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
-                for m in (vg.instruction_gather, vg.actor, vg.hold) if m is not None]
+                for m in (vg.instruction_gather, vg.clock, vg.actor, vg.hold) if m is not None]
+        clocks = [vg.clock for vg in self.vertex_groups.values() if vg.clock is not None]
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
-        self.critic = TensorDictSequential(*up, *(vg.value_head for vg in self.vertex_groups.values()))
+        self.critic = TensorDictSequential(*up, *clocks, *(vg.value_head for vg in self.vertex_groups.values()))
         self.to(self.device)  # the gather indices and mean counts are buffers built on the CPU
 
     def actor(self, group: str) -> TensorDictModuleBase:

@@ -9,7 +9,9 @@ the group is the unit of speed. A group owns up to five modules, all reading and
 * ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
 * ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
 * ``value_head``: ``V(o-, o+)``;
-* ``hold`` (a group with a decision period > 1 only): a :class:`DecisionHold` after the actor.
+* ``hold`` (a group with a decision period > 1 only): a :class:`DecisionHold` after the actor;
+* ``clock`` (with ``observe_clock`` and superiors with a decision period only): a :class:`SuperiorClock`, an extra
+  input of the actor and the value head.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "DecisionHold", "VertexGroup", "actor_head", "message_key"]
+__all__ = ["GraphGather", "BlockMean", "ConcatMLP", "DecisionHold", "SuperiorClock", "VertexGroup", "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
 
@@ -155,6 +157,31 @@ class DecisionHold(TensorDictModuleBase):
         return tensordict
 
 
+class SuperiorClock(nn.Module):
+    """The steps left until each superior group's next decision, as a fraction of its period, for every vertex.
+
+    Reads each superior group's ``window_step`` (``[*B, n_s, 1]``; a group's vertices decide together) and returns
+    ``(k - window_step) / k`` per superior group (1 on the step it decides, ``1 / k`` on the last step of its window),
+    broadcast over the ``n`` vertices of the subordinate group: ``[*B, n, len(periods)]``.
+
+    Examples:
+        >>> clock = SuperiorClock([5], n=2)
+        >>> clock(torch.tensor([[[0]], [[4]]]))[..., 0]
+        tensor([[1.0000, 1.0000],
+                [0.2000, 0.2000]])
+    """
+
+    def __init__(self, periods: Sequence[int], n: int) -> None:
+        super().__init__()
+        self.register_buffer("periods", torch.tensor(list(periods), dtype=torch.float), persistent=False)
+        self.n = n
+
+    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
+        steps = torch.cat([w[..., 0, :] for w in windows], -1).to(self.periods)  # [*B, S]
+        left = (self.periods - steps) / self.periods
+        return left.unsqueeze(-2).expand(*left.shape[:-1], self.n, left.shape[-1])
+
+
 def _expand_right(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
 
@@ -247,6 +274,8 @@ class VertexGroup(nn.Module):
         detach_messages (bool): stop gradients from this group's losses into its subordinates' encoders.
         consumed (bool): whether some superior reads this group's messages (an unread learned message is not
             computed).
+        observe_clock (bool): its actor and value head also read ``(group, "superior_clock")``, the steps left until
+            each superior group with a decision period > 1 decides again (see :class:`SuperiorClock`).
         device: where the parameters live.
 
     Examples:
@@ -270,6 +299,7 @@ class VertexGroup(nn.Module):
         critic: str = "local",
         detach_messages: bool = False,
         consumed: bool = True,
+        observe_clock: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -323,6 +353,14 @@ class VertexGroup(nn.Module):
 
         in_keys = [self.observation_key] + ([self.instruction_key] if self.instruction_key else [])
         n_in = d["observation"] + d["instruction"]
+        # the steps left until the superiors' next decisions (superior groups with a period > 1)
+        self.clock = None
+        clocked = [g for g in self.instruction_sources if graph.period(g) > 1] if observe_clock else []
+        if clocked:
+            self.clock = TensorDictModule(SuperiorClock([graph.period(g) for g in clocked], n),
+                                          [(g, "window_step") for g in clocked], [(group, "superior_clock")])
+            in_keys.append((group, "superior_clock"))
+            n_in += len(clocked)
 
         def mlp(n_out: int, centralized: bool, *head: nn.Module) -> ConcatMLP:
             net = MultiAgentMLP(n_in, n_out, n_agents=n, centralized=centralized, share_params=share_params,

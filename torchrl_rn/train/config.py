@@ -22,7 +22,8 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 NEIGHBOURHOODS = ("both", "up", "down")
 CRITICS = ("group", "local")
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
-RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods")
+RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
+           "observe_clock")
 
 @dataclass
 class TrainConfig:
@@ -60,6 +61,8 @@ class TrainConfig:
     detach_messages: bool = False
     # RN-specific: decision period per level from the motors up ("1,5": managers decide every 5 steps); "" = all 1
     periods: str = ""
+    # RN-specific: subordinates also observe the steps left until their superiors' next decisions (with --periods)
+    observe_clock: bool = False
     eval_every: int = 2
     eval_envs: int = 16
     seed: int = 0

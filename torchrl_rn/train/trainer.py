@@ -145,7 +145,7 @@ class RNTrainer:
             self.composer = GraphComposer(
                 self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
                 share_params=cfg.share_params, critic=cfg.critic,
-                detach_messages=cfg.detach_messages, device=self.device,
+                detach_messages=cfg.detach_messages, observe_clock=cfg.observe_clock, device=self.device,
             )
             loss = RNLoss(
                 self.composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
