@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.collectors import Collector
-from torchrl.envs import SerialEnv, TransformedEnv
+from torchrl.envs import ParallelEnv, SerialEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
@@ -138,6 +138,26 @@ def test_window_state_in_batched_envs_and_partial_reset():
     out = env.reset(td)
     assert out["level1", "window_step"][:, 0, 0].tolist() == [0, 2]  # a fresh window only where the env reset
     assert torch.equal(out["level1", "held_action"][1], td["level1", "held_action"][1])
+
+
+def _period_env():  # module level: ParallelEnv pickles it
+    return _env(RNGraph.tree(4, [2], periods=[1, 3]), max_steps=7)
+
+
+@pytest.mark.parametrize("batched", [SerialEnv, pytest.param(ParallelEnv, marks=pytest.mark.slow)])
+def test_held_instruction_inside_batched_env_workers(batched):
+    # a worker gets only the action and state entries of a step: the held instruction must travel as state
+    env = batched(2, _period_env)
+    try:
+        composer = GraphComposer(RNGraph.tree(4, [2], periods=[1, 3]), env, num_cells=8)
+        data = _rollout(env, 8, composer.policy)
+    finally:
+        env.close()
+    assert data["level1", "window_step"][0, 0, :, 0, 0].tolist() == [0, 1, 2, 0, 1, 2, 0, 0]
+    action = data["level1", "action"]
+    for held, decision in ((1, 0), (2, 0), (4, 3), (5, 3)):
+        assert torch.equal(action[:, :, held], action[:, :, decision])
+    assert torch.equal(data["agents", "instruction"][..., :2, :], action[..., :1, :].expand(2, 2, 8, 2, 4))
 
 
 def test_tag_view_refuses_periods():

@@ -339,7 +339,9 @@ class LevelEnv(Transform):
                 window = torch.zeros(*next_tensordict.batch_size, len(self.graph.groups[g]), 1, dtype=torch.long,
                                      device=next_tensordict.device)
             self._set(next_tensordict, g, "window_step", (window + 1) % k)
-            held = tensordict.get((g, "action"), None)  # absent when a policy other than the composer acts
+            # the action in force: the group's action where it is at hand; in a batched env's worker (which gets the
+            # action and state specs' entries only) or under another policy, the state the composer's hold updated
+            held = tensordict.get((g, "action"), None)
             if held is None:
                 held = tensordict.get((g, "held_action"))
             self._set(next_tensordict, g, "held_action", held)

@@ -111,7 +111,9 @@ class DecisionHold(TensorDictModuleBase):
     Placed after the group's actor: where ``(group, "window_step")`` (a state entry of
     :class:`~torchrl_rn.LevelEnv`) is 0 the group decides and its fresh sample is kept; elsewhere its action is
     the ``(group, "held_action")`` in force and its log-probability 0 (a held action is deterministic). Writes
-    ``(group, "decided")`` (bool, ``[*B, n, 1]``). Data without a ``window_step`` decide everywhere.
+    ``(group, "decided")`` (bool, ``[*B, n, 1]``) and sets ``(group, "held_action")`` to the action in force, the
+    state LevelEnv carries to the next step (a state entry reaches the workers of batched envs, where an action of
+    a non-motor group does not). Data without a ``window_step`` decide everywhere.
 
     Args:
         group (str): the group.
@@ -134,7 +136,7 @@ class DecisionHold(TensorDictModuleBase):
         self.group = group
         self.log_prob_key = log_prob_key
         self.in_keys = [(group, "window_step"), (group, "held_action"), (group, "action"), log_prob_key]
-        self.out_keys = [(group, "action"), log_prob_key, (group, "decided")]
+        self.out_keys = [(group, "action"), log_prob_key, (group, "decided"), (group, "held_action")]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         g = self.group
@@ -149,7 +151,9 @@ class DecisionHold(TensorDictModuleBase):
             return tensordict
         held = tensordict.get((g, "held_action"))
         keep = decided[..., 0]  # [*B, n]
-        tensordict.set((g, "action"), torch.where(_expand_right(keep, action), action, held.to(action.dtype)))
+        action = torch.where(_expand_right(keep, action), action, held.to(action.dtype))
+        tensordict.set((g, "action"), action)
+        tensordict.set((g, "held_action"), action.to(held.dtype))
         log_prob = tensordict.get(self.log_prob_key, None)
         if log_prob is not None:
             tensordict.set(self.log_prob_key, torch.where(_expand_right(keep, log_prob), log_prob,
