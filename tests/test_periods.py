@@ -284,6 +284,7 @@ def test_rnloss_trains_a_period_group_on_its_decision_rows_only():
     env = _env(graph, max_steps=7)
     composer = GraphComposer(graph, env, num_cells=8)
     loss = RNLoss(composer, entropy_coeff=0.1)
+    assert ("level1", "decided") in loss.in_keys and ("agents", "decided") not in loss.in_keys
     data = _rollout(env, 10, composer.policy)
     loss.value_estimator(data)
     torch.manual_seed(1)  # TanhNormal's entropy is a sampled estimate

@@ -20,7 +20,9 @@ truncated or the batch ends, not at all on termination), and chained with ``lmbd
 (``V(s_{t+m})`` is the next-state value of the window's last step, which the critic gives on its ``"next"`` data;
 ``A_{t+m}``, the next decision's advantage, is 0 after the batch's last step.)
 
-Steps where it did not decide get advantage 0 and value target = value (the loss leaves them out anyway). With
+Steps where it did not decide get advantage 0 and value target = value; :class:`~torchrl_rn.RNLoss` leaves them out
+of the group's loss (a stock TorchRL loss should be given the decision rows only,
+``data[data[g, "decided"][..., 0, 0]]``, or its means count the held steps). With
 ``beta > 0`` the mixing runs step by step as before: a held step contributes its 0 to its neighbours' mix, and a
 decision step's advantage mixes in the neighbours' advantages of that step. A window cut by the batch's end is
 bootstrapped from the critic's value of the next, mid-window, state: an approximation of the value at the next

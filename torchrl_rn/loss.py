@@ -175,6 +175,8 @@ class RNLoss(LossModule):
             found += [k for k in self.composer.actor(g).in_keys if k not in produced]
             found += [(g, keys.action), (g, keys.sample_log_prob)]
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
+            if self.graph.period(g) > 1:
+                found.append((g, "decided"))
         return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
 
     @property
