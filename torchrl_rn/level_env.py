@@ -195,21 +195,26 @@ class LevelEnv(Transform):
             self._add_specs(observation_spec, g, make)
         return observation_spec
 
-    def _period_specs(self, group: str, device) -> dict:
-        """The state entries of a group with a decision period (none for period 1)."""
+    def _period_specs(self, group: str, device, action_spec: Composite | None = None) -> dict:
+        """The state entries of a group with a decision period (none for period 1).
+
+        The motors' held action has the env's action spec: ``action_spec`` (the input spec's), else the parent env's;
+        without either (a transform outside any env) it is left out.
+        """
         k = self.periods.get(group)
         if k is None:
             return {}
+        specs = {"window_step": lambda s: Categorical(k, shape=(*s, 1), dtype=torch.long, device=device)}
         if group == self.graph.env_group:
-            action = self.parent.full_action_spec[group, "action"]
-            held = lambda s: action.clone().expand(*s, *action.shape[len(s):]).to(device)
+            if action_spec is None and self.parent is not None:
+                action_spec = self.parent.full_action_spec
+            if action_spec is not None:
+                action = action_spec[group, "action"]
+                specs["held_action"] = lambda s: action.clone().expand(*s, *action.shape[len(s):]).to(device)
         else:
             n = self.graph.group_action_dim(group)
-            held = lambda s: Bounded(-1.0, 1.0, shape=(*s, n), device=device)
-        return {
-            "window_step": lambda s: Categorical(k, shape=(*s, 1), dtype=torch.long, device=device),
-            "held_action": held,
-        }
+            specs["held_action"] = lambda s: Bounded(-1.0, 1.0, shape=(*s, n), device=device)
+        return specs
 
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
         device = reward_spec.device
@@ -231,7 +236,8 @@ class LevelEnv(Transform):
             if input_spec.get("full_state_spec", None) is None:
                 input_spec["full_state_spec"] = Composite(shape=input_spec.shape, device=input_spec.device)
             for g in self.periods:
-                self._add_specs(input_spec["full_state_spec"], g, self._period_specs(g, input_spec.device))
+                self._add_specs(input_spec["full_state_spec"], g,
+                                self._period_specs(g, input_spec.device, input_spec["full_action_spec"]))
         if self.level is None:
             return input_spec
         actions = input_spec["full_action_spec"]
