@@ -78,6 +78,14 @@ class LevelEnv(Transform):
         >>> batched = SerialEnv(2, lambda: TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph)))
         >>> check_env_specs(batched)
 
+        Decision periods: the managers decide every 3 steps and hold their instruction in between.
+
+        >>> slow = RNGraph.tree(4, branching=[2], periods=[1, 3])
+        >>> env3 = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(slow))
+        >>> data = env3.rollout(4, GraphComposer(slow, env3, num_cells=16).policy)
+        >>> data["level1", "window_step"][0, :, 0, 0], data["level1", "decided"][0, :, 0, 0]
+        (tensor([0, 1, 2, 0]), tensor([ True, False, False,  True]))
+
         TAG view: level 1 acts in an env that embeds the motors.
 
         >>> composer = GraphComposer(graph, env, num_cells=16)
