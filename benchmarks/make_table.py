@@ -96,9 +96,9 @@ def _tutorial_pipeline(path: Path) -> str:
 
 def _scaling(path: Path) -> str:
     t = json.loads(path.read_text())
-    lines = [f"Policy step time per vertex over a flat MAPPO actor's (`ProbabilisticActor` over `MultiAgentMLP`) per "
+    lines = [(f"Policy step time per vertex over a flat MAPPO actor's (`ProbabilisticActor` over `MultiAgentMLP`) per "
              f"agent, {t['preset']['num_envs']} envs, {t['threads']} thread{'s' * (t['threads'] != 1)}, median of "
-             f"{t['preset']['reps']} (plot: `{path.with_suffix('.png').as_posix()}`):",
+             f"{t['preset']['reps']} (plot: `{path.with_suffix('.png').as_posix()}`):"),
              "",
              "| motors | graph | levels | ratio per vertex | peak memory RN / flat (MiB) |",
              "| --- | --- | --- | --- | --- |"]

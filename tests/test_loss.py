@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_rn_env
 from torchrl.objectives import ClipPPOLoss, IPPOLoss, ValueEstimators
 from torchrl.objectives.value import GAE
 
 from torchrl_rn import GraphComposer, GraphGAE, RNGraph, RNLoss
+
+from conftest import make_rn_env
 
 
 def collect(env, policy, steps=6):
@@ -195,7 +196,7 @@ def test_in_keys_suffice_and_out_keys_match(composed):
     out = loss(data.select(*loss.in_keys, strict=True))  # in_keys: all it needs, with no advantage precomputed
     assert ("level1", "observation") not in loss.in_keys  # the message pass writes it
     assert set(loss.out_keys) <= set(out.keys(True, True))  # (the groups also give diagnostics beyond them)
-    assert {k for k in out.keys() if isinstance(k, str) and k.startswith("loss")} == {  # noqa: SIM118 - a TensorDict iterates its batch
+    assert {k for k in out.keys() if isinstance(k, str) and k.startswith("loss")} == {
         k for k in loss.out_keys if isinstance(k, str)}
     assert {"loss_objective", "loss_critic", "loss_entropy", "loss"} <= set(loss.out_keys)
     assert all((g, "loss_objective") in loss.out_keys for g in graph.groups)

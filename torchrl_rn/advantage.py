@@ -7,6 +7,26 @@ also credits the vertices it collaborates with::
 
 ``beta = 0`` is TorchRL's GAE for every vertex. The critics' targets stay the unmixed returns ``A_i + V_i``: mixing
 changes what each policy is credited with, not what each critic predicts.
+
+A group with a decision period ``k > 1`` (:meth:`RNGraph.period`) is credited as a semi-Markov decision process: its
+decision at step ``t`` (``(g, "decided")``, written by the composed policy) is one transition whose reward is the
+discounted sum of the group's per-step rewards over its window (until its next decision, the episode's end or the
+batch's end), discounted by ``gamma ** m`` for the ``m`` steps the window took (``k``, or fewer when the episode ended
+mid-window), bootstrapped from the value at its next decision (from the next state's value when the episode was
+truncated or the batch ends, not at all on termination), and chained with ``lmbda`` from one decision to the next::
+
+    A_t = R_t + gamma**m * (1 - terminated) * V(s_{t+m}) - V(s_t) + gamma**m * lmbda * (1 - done) * A_{t+m}
+
+(``V(s_{t+m})`` is the next-state value of the window's last step, which the critic gives on its ``"next"`` data;
+``A_{t+m}``, the next decision's advantage, is 0 after the batch's last step.)
+
+Steps where it did not decide get advantage 0 and value target = value; :class:`~torchrl_rn.RNLoss` leaves them out
+of the group's loss (a stock TorchRL loss should be given the decision rows only,
+``data[data[g, "decided"][..., 0, 0]]``, or its means count the held steps). With
+``beta > 0`` the mixing runs step by step as before: a held step contributes its 0 to its neighbours' mix, and a
+decision step's advantage mixes in the neighbours' advantages of that step. A window cut by the batch's end is
+bootstrapped from the critic's value of the next, mid-window, state: an approximation of the value at the next
+decision (the critic is trained on decision states only).
 """
 from __future__ import annotations
 
@@ -22,7 +42,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGAE"]
+__all__ = ["GraphGAE", "semi_markov_gae"]
 
 #: the keys a TorchRL loss forwards to its estimator that name where GraphGAE writes its results
 _OUTPUTS = ("advantage", "value_target")
@@ -115,7 +135,8 @@ class GraphGAE(ValueEstimatorBase):
     def in_keys(self) -> list:
         critic_in = list(self.value_network.in_keys)
         signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
-        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals]
+        decisions = [(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
+        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions]
 
     @property
     def out_keys(self) -> list:
@@ -228,9 +249,14 @@ class GraphGAE(ValueEstimatorBase):
             reward = self._signal(next_td, g, "reward", value)
             done = self._signal(next_td, g, "done", value)
             terminated = self._signal(next_td, g, "terminated", value)
-            adv, target = vec_generalized_advantage_estimate(
-                self.gamma, self.lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
-            )
+            if self.graph.period(g) > 1:
+                decided = _decided(tensordict, g)
+                adv, target = semi_markov_gae(self.gamma, self.lmbda, value, next_value, reward, done, terminated,
+                                              decided, time_dim=time_dim)
+            else:
+                adv, target = vec_generalized_advantage_estimate(
+                    self.gamma, self.lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
+                )
             advantages.append(adv)
             targets.append(target)
         if self.beta:
@@ -255,6 +281,60 @@ class GraphGAE(ValueEstimatorBase):
 
 def _tuple(key) -> tuple:
     return key if isinstance(key, tuple) else (key,)
+
+
+def _decided(tensordict: TensorDictBase, group: str) -> torch.Tensor:
+    decided = tensordict.get((group, "decided"), None)
+    if decided is None:  # the env's window state says it too
+        window = tensordict.get((group, "window_step"), None)
+        if window is None:
+            raise KeyError(f"GraphGAE: group {group!r} has a decision period but the data has no ({group!r}, "
+                           "'decided') (written by GraphComposer's policy) nor its ('window_step') state.")
+        decided = window == 0
+    return decided.bool()
+
+
+def semi_markov_gae(gamma: float, lmbda: float, value: torch.Tensor, next_value: torch.Tensor, reward: torch.Tensor,
+                    done: torch.Tensor, terminated: torch.Tensor, decided: torch.Tensor, *,
+                    time_dim: int = -2) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over the decision steps of a vertex that holds its decisions (see the module docstring).
+
+    All tensors share one shape with time at ``time_dim``; ``decided`` marks the steps where a decision was taken.
+    A window ends where the episode ends (``done``), before the next decision, or at the batch's last step. Each
+    step ``t`` gets ``Z_t = r_t + gamma * Z_{t+1}`` inside a window and, at a window's last step ``e``,
+    ``Z_e = r_e + gamma * (1 - terminated_e) * V'_e + gamma * lmbda * (1 - done_e) * A_{e+1}`` with ``A_{e+1}`` the
+    next decision's advantage (0 after the batch's last step), so that a decision step ``t`` gets
+    ``A_t = Z_t - V_t``. With a decision every step this is TorchRL's GAE (``vec_generalized_advantage_estimate``).
+
+    Returns:
+        ``(advantage, value_target)``: ``Z_t - V_t`` and ``Z_t`` at decision steps, ``0`` and ``V_t`` elsewhere.
+
+    Examples:
+        >>> t = lambda *x: torch.tensor(x, dtype=torch.float).view(-1, 1)
+        >>> f = lambda *x: torch.tensor(x, dtype=torch.bool).view(-1, 1)
+        >>> adv, target = semi_markov_gae(0.5, 1.0, t(0, 0, 0), t(0, 0, 4), t(1, 1, 1), f(0, 0, 0), f(0, 0, 0),
+        ...                               f(1, 0, 0), time_dim=0)
+        >>> adv.flatten(), target.flatten()  # 1 + 0.5 + 0.25 + 0.125 * 4
+        (tensor([2.2500, 0.0000, 0.0000]), tensor([2.2500, 0.0000, 0.0000]))
+    """
+    time_dim = time_dim % value.ndim
+    steps = value.shape[time_dim]
+    values, next_values, rewards = value.unbind(time_dim), next_value.unbind(time_dim), reward.unbind(time_dim)
+    dones, terms = done.bool().unbind(time_dim), terminated.bool().unbind(time_dim)
+    decided = decided.bool().expand_as(value)
+    decisions = decided.unbind(time_dim)
+    out: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
+    for t in reversed(range(steps)):
+        if t == steps - 1:
+            ends, following, next_adv = torch.ones_like(dones[t]), next_values[t], torch.zeros_like(values[t])
+        else:
+            ends, following, next_adv = dones[t] | decisions[t + 1], out[t + 1], out[t + 1] - values[t + 1]
+        at_end = ((~terms[t]).to(value.dtype) * next_values[t]
+                  + lmbda * (~dones[t]).to(value.dtype) * next_adv)
+        out[t] = rewards[t] + gamma * torch.where(ends, at_end, following)
+    returns = torch.stack(out, time_dim)
+    target = torch.where(decided, returns, value)
+    return target - value, target
 
 
 def _bind_to_loss(module, name, submodule):

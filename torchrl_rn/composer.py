@@ -41,13 +41,18 @@ class GraphComposer(nn.Module):
         value_norm (bool): every group's value head predicts *normalised* values, mapped back to the return scale by
             :class:`~torchrl_rn.value_norm.Denormalize` with the group's own TorchRL ``PopArtValueNorm``
             (``vertex_groups[g].value_norm``, which :class:`~torchrl_rn.RNLoss` updates). Defaults to ``False``.
+        observe_clock (bool): vertices whose superiors decide every ``k > 1`` steps also observe the steps left until
+            those superiors' next decisions (``(group, "superior_clock")``, see :class:`~torchrl_rn.vertex.SuperiorClock`).
+            Defaults to ``False``; it changes nothing in a graph without periods.
         device: parameter device; defaults to the env's.
 
     Attributes:
         messages (TensorDictSequential): the bottom-up pass; writes every group's ``observation`` (and
             ``message`` for non-identity ``phi``).
         policy (TensorDictSequential): bottom-up then top-down; writes every group's ``instruction``,
-            ``action`` and ``action_log_prob``. Run it with a :class:`~torchrl.collectors.Collector`.
+            ``action`` and ``action_log_prob`` (and ``decided`` for a group with a decision period > 1, whose action
+            is held between decisions by :class:`~torchrl_rn.vertex.DecisionHold`). Run it with a
+            :class:`~torchrl.collectors.Collector`.
         critic (TensorDictSequential): bottom-up then every group's ``state_value``; works on a step's
             ``"next"`` data too, where :class:`~torchrl_rn.LevelEnv` carries the step's instructions.
 
@@ -75,6 +80,7 @@ class GraphComposer(nn.Module):
         critic: str = "local",
         detach_messages: bool = False,
         value_norm: bool = False,
+        observe_clock: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -109,7 +115,7 @@ class GraphComposer(nn.Module):
             g: VertexGroup(graph, g, self.dims, act_spec[act_key],
                            num_cells=num_cells if g == g0 else (manager_cells or num_cells), depth=depth,
                            share_params=share_params, critic=critic, detach_messages=detach_messages,
-                           consumed=g in consumed, device=self.device)
+                           consumed=g in consumed, observe_clock=observe_clock, device=self.device)
             for g in graph.groups
         })
         for vg in self.vertex_groups.values():
@@ -118,10 +124,11 @@ class GraphComposer(nn.Module):
                 vg.value_head.module = Denormalize(vg.value_head.module, vg.value_norm)
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
-                for m in (vg.instruction_gather, vg.actor) if m is not None]
+                for m in (vg.instruction_gather, vg.clock, vg.actor, vg.hold) if m is not None]
+        clocks = [vg.clock for vg in self.vertex_groups.values() if vg.clock is not None]
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
-        self.critic = TensorDictSequential(*up, *(vg.value_head for vg in self.vertex_groups.values()))
+        self.critic = TensorDictSequential(*up, *clocks, *(vg.value_head for vg in self.vertex_groups.values()))
         self.to(self.device)  # the gather indices and mean counts are buffers built on the CPU
 
     def actor(self, group: str) -> TensorDictModuleBase:

@@ -30,6 +30,7 @@ VERTEX_DEFAULTS: dict[str, Any] = {
     "phi": "identity",
     "psi": "sum",
     "share": "split",
+    "period": 1,
 }
 _KNOWN_ATTRS = set(VERTEX_DEFAULTS) | {"agent", "group"}
 
@@ -49,7 +50,9 @@ class RNGraph:
             ``psi`` (``"sum"`` | ``"mean"`` | callable: how a vertex's reward is made from its
             subordinates' rewards; a callable gets a ``[*B, k]`` tensor and returns ``[*B]``),
             ``share`` (``"split"`` | ``"copy"``: a vertex with several superiors gives each its reward
-            divided by their number, or in full), ``agent`` (int, the env agent a motor drives),
+            divided by their number, or in full), ``period`` (int >= 1: the vertex decides every ``period``
+            environment steps and holds its action in between; default 1, every step; all vertices of a group
+            share one period), ``agent`` (int, the env agent a motor drives),
             ``group`` (str, the vertex group; defaults to ``env_group`` for motors and
             ``"level<l>"`` otherwise). The order of a vertex's superiors and subordinates is the order in
             which the edges were added (or the edge attribute ``order`` where given); it fixes the
@@ -63,6 +66,10 @@ class RNGraph:
         env_group (str): the env's agent group key, used as the motors' group. Defaults to ``"agents"``.
         defaults (dict, optional): overrides of :data:`VERTEX_DEFAULTS` for vertices that do not set an
             attribute themselves.
+        periods (sequence of int, optional): one decision period per level, from the motors (level 0) up, for the
+            vertices that set no ``period`` themselves; it needs exactly ``depth + 1`` entries. The builders
+            (:meth:`flat`, :meth:`tree`, :meth:`overlapping`, :meth:`from_spec`) pass it on, e.g.
+            ``RNGraph.tree(4, [2], periods=[1, 5])``: the level-1 managers decide every 5 steps.
 
     Raises:
         GraphError: on a cycle, a motor problem (an env agent with zero or several motors, a vertex with no
@@ -79,6 +86,9 @@ class RNGraph:
         (['boss'], ['m0', 'm1'])
         >>> RNGraph.tree(4, branching=[2]).groups
         {'agents': ['motor_0', 'motor_1', 'motor_2', 'motor_3'], 'level1': ['l1_0', 'l1_1']}
+        >>> t = RNGraph.tree(4, branching=[2, 2], periods=[1, 5, 10])
+        >>> t.period("agents"), t.period("level1"), t.period("level2")
+        (1, 5, 10)
     """
 
     def __init__(
@@ -88,12 +98,14 @@ class RNGraph:
         n_agents: int | None = None,
         env_group: str = "agents",
         defaults: dict[str, Any] | None = None,
+        periods: Sequence[int] | None = None,
     ) -> None:
         if not isinstance(graph, nx.DiGraph):
             raise GraphError(f"RNGraph expects a networkx.DiGraph, got {type(graph).__name__}.")
         if graph.number_of_nodes() == 0:
             raise GraphError("the agent graph is empty: it needs at least one motor vertex.")
         self.env_group = env_group
+        self._level_periods: list[int] | None = None
         self._defaults = dict(VERTEX_DEFAULTS)
         for key in defaults or {}:
             if key not in VERTEX_DEFAULTS:
@@ -103,6 +115,7 @@ class RNGraph:
         self._check_acyclic()
         self._check_attributes()
         self._levels = self._compute_levels()
+        self._level_periods = self._check_periods(periods)
         self._bind_motors(n_agents)
         self._groups = self._compute_groups()
         self._position = {
@@ -138,10 +151,25 @@ class RNGraph:
             share = self.attr(v, "share")
             if share not in SHARE_OPTIONS:
                 raise GraphError(f"vertex {v!r}: unknown share {share!r}; choose one of {SHARE_OPTIONS}.")
-            for key in ("action_dim", "message_dim"):
+            for key in ("action_dim", "message_dim", "period"):
                 value = attrs.get(key, self._defaults[key])
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                     raise GraphError(f"vertex {v!r}: {key} must be a positive int, got {value!r}.")
+
+    def _check_periods(self, periods: Sequence[int] | None) -> list[int] | None:
+        if periods is None:
+            return None
+        periods = list(periods)
+        depth = max(self._levels.values())
+        if len(periods) != depth + 1:
+            raise GraphError(
+                f"periods {periods} gives {len(periods)} period(s) but the graph has {depth + 1} level(s) "
+                "(one period per level, from the motors up)."
+            )
+        for level, k in enumerate(periods):
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise GraphError(f"periods: the period of level {level} must be a positive int, got {k!r}.")
+        return periods
 
     def _compute_levels(self) -> dict[Any, int]:
         levels: dict[Any, int] = {}
@@ -220,7 +248,7 @@ class RNGraph:
                     f"group {g!r} mixes levels {sorted(levels)} ({members}); a group is evaluated in one "
                     "batched call, so all its vertices must sit at the same level."
                 )
-            for key in ("phi", "action_dim", "message_dim"):
+            for key in ("phi", "action_dim", "message_dim", "period"):
                 values = {repr(self.attr(v, key)) for v in members}
                 if len(values) > 1 and not (key == "action_dim" and g == self.env_group):
                     raise GraphError(
@@ -237,8 +265,24 @@ class RNGraph:
 
     # ------------------------------------------------------------------ structure
     def attr(self, v: Any, name: str) -> Any:
-        """The value of vertex attribute ``name`` for ``v`` (its own or the default)."""
+        """The value of vertex attribute ``name`` for ``v`` (its own, its level's ``periods`` entry, or the default)."""
+        if name == "period" and self._level_periods is not None and name not in self.nx.nodes[v]:
+            return self._level_periods[self._levels[v]]
         return self.nx.nodes[v].get(name, self._defaults.get(name))
+
+    def period(self, group: str) -> int:
+        """The decision period of ``group``'s vertices: they decide every ``period`` environment steps.
+
+        Examples:
+            >>> RNGraph.tree(4, branching=[2], periods=[1, 5]).period("level1")
+            5
+        """
+        return self.attr(self._groups[group][0], "period")
+
+    @property
+    def has_periods(self) -> bool:
+        """Whether some group decides less often than every step."""
+        return any(self.period(g) > 1 for g in self._groups)
 
     @property
     def groups(self) -> dict[str, list]:

@@ -8,6 +8,11 @@ Two uses of one :class:`~torchrl.envs.Transform`:
   evaluated there. With the composed policy and a stock collector, a batch holds every vertex's data. The env's own
   per-agent entries are kept: a team reward or flag is written into a group only where the group has none (the
   rule of TorchRL's ``MultiAgentGAE`` and of BenchMARL), so PettingZoo's per-agent done flags pass through.
+  A group with a decision period ``k > 1`` (:meth:`RNGraph.period`) also gets two state entries (in the
+  observation and state specs, like TorchRL's ``StepCounter``, so collectors and batched envs carry them):
+  ``window_step`` (steps since its last decision, ``0`` where it decides, ``(step + 1) % k`` after a step and ``0``
+  after a reset, so an episode that ends mid-window starts a fresh one) and ``held_action`` (its last action, the
+  instruction a :class:`~torchrl_rn.GraphComposer` policy repeats until the next decision).
 * **TAG view** (``LevelEnv(graph, level=l, lower_policy=composer)``): the vertices below level ``l`` become part of
   the environment. Its actions are level ``l``'s instructions, its observations their messages from below and its
   rewards ``psi`` of the level below's rewards: an ordinary TorchRL env that any stock policy and loss can train.
@@ -73,6 +78,14 @@ class LevelEnv(Transform):
         >>> batched = SerialEnv(2, lambda: TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph)))
         >>> check_env_specs(batched)
 
+        Decision periods: the managers decide every 3 steps and hold their instruction in between.
+
+        >>> slow = RNGraph.tree(4, branching=[2], periods=[1, 3])
+        >>> env3 = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(slow))
+        >>> data = env3.rollout(4, GraphComposer(slow, env3, num_cells=16).policy)
+        >>> data["level1", "window_step"][0, :, 0, 0], data["level1", "decided"][0, :, 0, 0]
+        (tensor([0, 1, 2, 0]), tensor([ True, False, False,  True]))
+
         TAG view: level 1 acts in an env that embeds the motors.
 
         >>> composer = GraphComposer(graph, env, num_cells=16)
@@ -115,6 +128,14 @@ class LevelEnv(Transform):
         # a reference, not a submodule: the policy is the user's (trained, saved and moved by them), so the env's
         # parameters() and state_dict() do not hold its weights
         self.__dict__["composer"] = lower_policy
+        #: groups with a decision period > 1 (graph transform only) and their periods
+        self.periods = {g: graph.period(g) for g in self.exposed if graph.period(g) > 1}
+        if level is not None:
+            slow = {g: graph.period(g) for g in graph.groups if graph.period(g) > 1}
+            if slow:
+                g, k = next(iter(slow.items()))
+                raise GraphError(f"the TAG view does not support decision periods yet: group {g!r} has period {k}; "
+                                 "use the graph transform (LevelEnv(graph)) with a GraphComposer policy.")
         self._dims: dict | None = None
         self._routing = {}
         for g in self.exposed:
@@ -178,8 +199,30 @@ class LevelEnv(Transform):
                                                                                    device=device)
             if self.level is not None and (g, "observation") in observation_spec.keys(True, True):
                 del observation_spec[g, "observation"]  # the view's observation replaces the one below
+            make.update(self._period_specs(g, device))
             self._add_specs(observation_spec, g, make)
         return observation_spec
+
+    def _period_specs(self, group: str, device, action_spec: Composite | None = None) -> dict:
+        """The state entries of a group with a decision period (none for period 1).
+
+        The motors' held action has the env's action spec: ``action_spec`` (the input spec's), else the parent env's;
+        without either (a transform outside any env) it is left out.
+        """
+        k = self.periods.get(group)
+        if k is None:
+            return {}
+        specs = {"window_step": lambda s: Categorical(k, shape=(*s, 1), dtype=torch.long, device=device)}
+        if group == self.graph.env_group:
+            if action_spec is None and self.parent is not None:
+                action_spec = self.parent.full_action_spec
+            if action_spec is not None:
+                action = action_spec[group, "action"]
+                specs["held_action"] = lambda s: action.clone().expand(*s, *action.shape[len(s):]).to(device)
+        else:
+            n = self.graph.group_action_dim(group)
+            specs["held_action"] = lambda s: Bounded(-1.0, 1.0, shape=(*s, n), device=device)
+        return specs
 
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
         device = reward_spec.device
@@ -197,6 +240,12 @@ class LevelEnv(Transform):
         return done_spec
 
     def transform_input_spec(self, input_spec: Composite) -> Composite:
+        if self.periods:  # the window state is an input of the next step too (as StepCounter's step_count)
+            if input_spec.get("full_state_spec", None) is None:
+                input_spec["full_state_spec"] = Composite(shape=input_spec.shape, device=input_spec.device)
+            for g in self.periods:
+                self._add_specs(input_spec["full_state_spec"], g,
+                                self._period_specs(g, input_spec.device, input_spec["full_action_spec"]))
         if self.level is None:
             return input_spec
         actions = input_spec["full_action_spec"]
@@ -298,6 +347,18 @@ class LevelEnv(Transform):
                 if instruction is None:
                     instruction = self._zeros(next_tensordict, g, dims[g]["instruction"])
                 self._set(next_tensordict, g, "instruction", instruction)
+        for g, k in self.periods.items():
+            window = tensordict.get((g, "window_step"), None)
+            if window is None:
+                window = torch.zeros(*next_tensordict.batch_size, len(self.graph.groups[g]), 1, dtype=torch.long,
+                                     device=next_tensordict.device)
+            self._set(next_tensordict, g, "window_step", (window + 1) % k)
+            # the action in force: the group's action where it is at hand; in a batched env's worker (which gets the
+            # action and state specs' entries only) or under another policy, the state the composer's hold updated
+            held = tensordict.get((g, "action"), None)
+            if held is None:
+                held = tensordict.get((g, "held_action"))
+            self._set(next_tensordict, g, "held_action", held)
         return next_tensordict
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
@@ -308,7 +369,30 @@ class LevelEnv(Transform):
         for g in self.exposed:
             if dims[g]["instruction"]:
                 self._set(tensordict_reset, g, "instruction", self._zeros(tensordict_reset, g, dims[g]["instruction"]))
+        if self.periods:
+            self._reset_windows(tensordict, tensordict_reset)
         return tensordict_reset
+
+    def _reset_windows(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> None:
+        # as StepCounter: a fresh window where the env resets ("_reset", or all), the running one elsewhere
+        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        specs = self.container.observation_spec if self.container is not None else None
+        for g in self.periods:
+            shape = (*tensordict_reset.batch_size, len(self.graph.groups[g]))
+            zero_window = torch.zeros(*shape, 1, dtype=torch.long, device=tensordict_reset.device)
+            held_spec = specs[g, "held_action"] if specs is not None else None
+            zero_held = (held_spec.zero() if held_spec is not None
+                         else torch.zeros(*shape, self.graph.group_action_dim(g), device=tensordict_reset.device))
+            window, held = zero_window, zero_held
+            old_window = tensordict.get((g, "window_step"), None) if tensordict is not None else None
+            old_held = tensordict.get((g, "held_action"), None) if tensordict is not None else None
+            if reset is not None and old_window is not None and old_held is not None:
+                fresh = reset.reshape(*tensordict_reset.batch_size, 1).to(tensordict_reset.device)
+                window = torch.where(fresh.unsqueeze(-1), zero_window, old_window)
+                mask = fresh.reshape(*fresh.shape, *([1] * (held.ndim - fresh.ndim)))
+                held = torch.where(mask, zero_held, old_held)
+            self._set(tensordict_reset, g, "window_step", window)
+            self._set(tensordict_reset, g, "held_action", held)
 
     def _ensure_group(self, td: TensorDictBase, group: str) -> None:
         # a group's sub-tensordict carries the agent dimension, as the specs say

@@ -38,6 +38,10 @@ class RNLoss(LossModule):
     under ``(group, "loss_objective" | "loss_critic" | "loss_entropy" | "entropy" | "kl_approx" |
     "clip_fraction" | "ESS" | "explained_variance" | ...)``.
 
+    A group with a decision period ``k > 1`` (:meth:`RNGraph.period`) is trained on the steps where it decided
+    (``(group, "decided")``, written by the composed policy) only: its loss gets those rows of the data, so its
+    means are over its decisions. Its advantages come from :class:`GraphGAE`'s semi-Markov estimate.
+
     If the data lacks a group's advantage, every group's advantage is computed first, with one call of the value
     estimator (one graph critic pass); if the data has them (e.g. ``loss.value_estimator(data)`` before a replay
     buffer, as TorchRL's tutorials do), they are used as they are.
@@ -177,6 +181,8 @@ class RNLoss(LossModule):
             found += [k for k in self.composer.actor(g).in_keys if k not in produced]
             found += [(g, keys.action), (g, keys.sample_log_prob)]
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
+            if self.graph.period(g) > 1:
+                found.append((g, "decided"))
         return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
 
     @property
@@ -246,7 +252,7 @@ class RNLoss(LossModule):
         out = TensorDict()
         totals: dict[str, torch.Tensor] = {}
         for g, loss in self.group_losses.items():
-            terms = loss(td)
+            terms = loss(td) if self.graph.period(g) == 1 else self._decision_loss(loss, td, g)
             out.set(g, terms)
             coeff = self.group_coeffs[g]
             for k, v in terms.items():
@@ -256,6 +262,26 @@ class RNLoss(LossModule):
             out.set(k, v)
         out.set("loss", sum(totals.values()))
         return out
+
+    def _decision_loss(self, loss: LossModule, td: TensorDictBase, group: str) -> TensorDictBase:
+        """A group with a decision period is trained on its decision rows only.
+
+        The rows are selected (not weighted): ClipPPOLoss averages its objective, critic and entropy terms over
+        the rows it gets, so a zero advantage at held steps would still count them in the means (and train the
+        critic and the entropy there). Without a decision in ``td`` the terms are 0 (still connected to the
+        parameters, so a backward pass works).
+        """
+        from torchrl_rn.advantage import _decided
+
+        decided = _decided(td, group)  # [*B, n, 1]: the group's vertices decide together
+        rows = decided.reshape(*td.batch_size, -1).any(-1)
+        if bool(rows.any()):
+            return loss(td[rows])
+        terms = loss(td)
+        for k, v in terms.items():
+            if k.startswith("loss_"):
+                terms.set(k, v * 0.0)
+        return terms
 
 
 def _tuple(key) -> tuple:

@@ -8,7 +8,10 @@ the group is the unit of speed. A group owns up to five modules, all reading and
 * ``encoder``: the message ``phi(o-)`` (``identity`` needs no module: consumers read ``observation``);
 * ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
 * ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
-* ``value_head``: ``V(o-, o+)``.
+* ``value_head``: ``V(o-, o+)``;
+* ``hold`` (a group with a decision period > 1 only): a :class:`DecisionHold` after the actor;
+* ``clock`` (with ``observe_clock`` and superiors with a decision period only): a :class:`SuperiorClock`, an extra
+  input of the actor and the value head.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "GatherModule", "BlockMean", "ConcatMLP", "VertexGroup", "actor_head", "message_key"]
+__all__ = ["GraphGather", "GatherModule", "BlockMean", "ConcatMLP", "DecisionHold", "SuperiorClock", "VertexGroup",
+           "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
 
@@ -127,6 +131,91 @@ class ConcatMLP(nn.Module):
         return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
 
 
+class DecisionHold(TensorDictModuleBase):
+    """Holds a group's action between its decisions (a decision period ``k > 1``).
+
+    Placed after the group's actor: where ``(group, "window_step")`` (a state entry of
+    :class:`~torchrl_rn.LevelEnv`) is 0 the group decides and its fresh sample is kept; elsewhere its action is
+    the ``(group, "held_action")`` in force and its log-probability 0 (a held action is deterministic). Writes
+    ``(group, "decided")`` (bool, ``[*B, n, 1]``) and sets ``(group, "held_action")`` to the action in force, the
+    state LevelEnv carries to the next step (a state entry reaches the workers of batched envs, where an action of
+    a non-motor group does not). Data without a ``window_step`` decide everywhere.
+
+    Args:
+        group (str): the group.
+        log_prob_key (nested key): where the actor writes its log-probability.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> hold = DecisionHold("boss", ("boss", "action_log_prob"))
+        >>> td = TensorDict({"boss": TensorDict({
+        ...     "window_step": torch.tensor([[[0]], [[3]]]), "held_action": torch.full((2, 1, 2), 0.5),
+        ...     "action": torch.zeros(2, 1, 2), "action_log_prob": torch.ones(2, 1)}, [2, 1])}, [2])
+        >>> out = hold(td)
+        >>> out["boss", "action"][:, 0], out["boss", "action_log_prob"][:, 0], out["boss", "decided"].flatten()
+        (tensor([[0.0000, 0.0000],
+                [0.5000, 0.5000]]), tensor([1., 0.]), tensor([ True, False]))
+    """
+
+    def __init__(self, group: str, log_prob_key: NestedKey) -> None:
+        super().__init__()
+        self.group = group
+        self.log_prob_key = log_prob_key
+        self.in_keys = [(group, "window_step"), (group, "held_action"), (group, "action"), log_prob_key]
+        self.out_keys = [(group, "action"), log_prob_key, (group, "decided"), (group, "held_action")]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        g = self.group
+        action = tensordict.get((g, "action"))
+        window = tensordict.get((g, "window_step"), None)
+        if window is None:
+            decided = torch.ones(*tensordict.get(g).batch_size, 1, dtype=torch.bool, device=action.device)
+        else:
+            decided = window == 0
+        tensordict.set((g, "decided"), decided)
+        if window is None:
+            return tensordict
+        held = tensordict.get((g, "held_action"))
+        keep = decided[..., 0]  # [*B, n]
+        action = torch.where(_expand_right(keep, action), action, held.to(action.dtype))
+        tensordict.set((g, "action"), action)
+        tensordict.set((g, "held_action"), action.to(held.dtype))
+        log_prob = tensordict.get(self.log_prob_key, None)
+        if log_prob is not None:
+            tensordict.set(self.log_prob_key, torch.where(_expand_right(keep, log_prob), log_prob,
+                                                          torch.zeros_like(log_prob)))
+        return tensordict
+
+
+class SuperiorClock(nn.Module):
+    """The steps left until each superior group's next decision, as a fraction of its period, for every vertex.
+
+    Reads each superior group's ``window_step`` (``[*B, n_s, 1]``; a group's vertices decide together) and returns
+    ``(k - window_step) / k`` per superior group (1 on the step it decides, ``1 / k`` on the last step of its window),
+    broadcast over the ``n`` vertices of the subordinate group: ``[*B, n, len(periods)]``.
+
+    Examples:
+        >>> clock = SuperiorClock([5], n=2)
+        >>> clock(torch.tensor([[[0]], [[4]]]))[..., 0]
+        tensor([[1.0000, 1.0000],
+                [0.2000, 0.2000]])
+    """
+
+    def __init__(self, periods: Sequence[int], n: int) -> None:
+        super().__init__()
+        self.register_buffer("periods", torch.tensor(list(periods), dtype=torch.float), persistent=False)
+        self.n = n
+
+    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
+        steps = torch.cat([w[..., 0, :] for w in windows], -1).to(self.periods)  # [*B, S]
+        left = (self.periods - steps) / self.periods
+        return left.unsqueeze(-2).expand(*left.shape[:-1], self.n, left.shape[-1])
+
+
+def _expand_right(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
+
+
 def message_key(graph: RNGraph, group: str) -> NestedKey:
     """Where ``group`` keeps its messages: its own observation for ``identity`` (and for a motor's ``mean`` of a
     single input), else ``(group, "message")``."""
@@ -215,6 +304,8 @@ class VertexGroup(nn.Module):
         detach_messages (bool): stop gradients from this group's losses into its subordinates' encoders.
         consumed (bool): whether some superior reads this group's messages (an unread learned message is not
             computed).
+        observe_clock (bool): its actor and value head also read ``(group, "superior_clock")``, the steps left until
+            each superior group with a decision period > 1 decides again (see :class:`SuperiorClock`).
         device: where the parameters live.
 
     Examples:
@@ -238,6 +329,7 @@ class VertexGroup(nn.Module):
         critic: str = "local",
         detach_messages: bool = False,
         consumed: bool = True,
+        observe_clock: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -291,6 +383,14 @@ class VertexGroup(nn.Module):
 
         in_keys = [self.observation_key] + ([self.instruction_key] if self.instruction_key else [])
         n_in = d["observation"] + d["instruction"]
+        # the steps left until the superiors' next decisions (superior groups with a period > 1)
+        self.clock = None
+        clocked = [g for g in self.instruction_sources if graph.period(g) > 1] if observe_clock else []
+        if clocked:
+            self.clock = TensorDictModule(SuperiorClock([graph.period(g) for g in clocked], n),
+                                          [(g, "window_step") for g in clocked], [(group, "superior_clock")])
+            in_keys.append((group, "superior_clock"))
+            n_in += len(clocked)
 
         def mlp(n_out: int, centralized: bool, *head: nn.Module) -> ConcatMLP:
             net = MultiAgentMLP(n_in, n_out, n_agents=n, centralized=centralized, share_params=share_params,
@@ -306,6 +406,15 @@ class VertexGroup(nn.Module):
             spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
         self.action_spec = spec
         self.actor = actor_head(spec, lambda n_out, *head: mlp(n_out, False, *head), in_keys, group, device=device)
+        # a decision period k > 1: the actor's sample is kept only where the group decides
+        self.period = graph.period(group)
+        self.hold = None
+        if self.period > 1:
+            log_prob_key = next(k for k in self.actor.out_keys if _tuple_key(k)[-1].endswith("log_prob"))
+            self.hold = DecisionHold(group, log_prob_key)
         # V(o-, o+)
         self.value_head = TensorDictModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
 
+
+def _tuple_key(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)

@@ -29,7 +29,8 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
            "trackio": "trackio"}
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
-RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells")
+RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
+           "observe_clock")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -121,6 +122,11 @@ class TrainConfig:
                        choices=CRITICS)
     detach_messages: bool = _opt(False, "stop superiors' losses from training their subordinates' learned "
                                  "message encoders (TAG's decentralised training); rn with phi=learned only")
+    periods: str = _opt("", "decision period of each level, from the motors up ('1,5': the managers decide every 5 "
+                        "steps and hold their instruction in between, trained as semi-Markov decisions); '' = every "
+                        "vertex decides every step; rn only")
+    observe_clock: bool = _opt(False, "subordinates also observe the steps left until their superiors' next "
+                               "decisions (with --periods); rn only")
     # ---- evaluation, bookkeeping
     eval_every: int = _opt(2, "evaluate the deterministic policy every this many iterations (and after the last)",
                            unit="iterations")
@@ -242,6 +248,7 @@ class TrainConfig:
             raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
         if self.critic not in CRITICS:
             raise ValueError(f"--critic must be one of {CRITICS}, got {self.critic!r}.")
+        self.period_list  # noqa: B018 (parses --periods: refuses a bad value here)
         if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
@@ -256,6 +263,20 @@ class TrainConfig:
             raise ValueError(f"--device {self.device!r}: CUDA is not available in this torch build or machine.")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"--device {self.device!r}: MPS is not available on this machine.")
+
+    @property
+    def period_list(self) -> list[int] | None:
+        """``periods`` as one int per level from the motors up (``None`` when empty: every vertex decides each step)."""
+        if not self.periods.strip():
+            return None
+        try:
+            values = [int(p) for p in self.periods.split(",")]
+        except ValueError:
+            values = []
+        if not values or any(p < 1 for p in values):
+            raise ValueError(f"--periods must be positive ints, one per level from the motors up (e.g. 1,5), "
+                             f"got {self.periods!r}.")
+        return values
 
     @property
     def num_envs(self) -> int:
@@ -278,7 +299,8 @@ class TrainConfig:
         if self.algo != "rn":
             return self.algo
         graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-'))}"
+        periods = f"-p{self.periods.replace(',', '-')}" if self.period_list else ""
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods)}"
 
 
 def _flag(name: str) -> str:

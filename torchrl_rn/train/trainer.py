@@ -135,7 +135,8 @@ class RNTrainer:
         self.graph: RNGraph | None = None
         if cfg.algo == "rn":
             try:
-                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi})
+                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi},
+                                               periods=cfg.period_list)
             except GraphError as err:
                 raise GraphError(f"--graph {cfg.graph!r} with {self.n_agents} agents: {err}") from None
         self.env = self._wrap(base)
@@ -160,7 +161,8 @@ class RNTrainer:
             self.composer = GraphComposer(
                 self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
                 share_params=cfg.share_params, critic=cfg.critic,
-                detach_messages=cfg.detach_messages, value_norm=cfg.value_norm, device=self.device,
+                detach_messages=cfg.detach_messages, observe_clock=cfg.observe_clock, value_norm=cfg.value_norm,
+                device=self.device,
             )
             loss = RNLoss(
                 self.composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
