@@ -79,6 +79,10 @@ PRESETS = {
     # whether RN improves where MAPPO does not (the guide: MAPPO does not improve within 180k frames), ~50 min
     "spread": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-dag"),
                      frames=300_000, normalize_advantage=True),
+    # decision periods (issue 10): a manager that decides every 5 steps against one that decides every step, MAPPO and
+    # IPPO, 5 seeds at 300k frames (the medium preset's budget); about 20 min of one core per seed of every method
+    "periods": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
+                      seeds=(0, 1, 2, 3, 4), frames=300_000),
     # seconds, for the schema test
     "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
                    frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),
@@ -94,6 +98,8 @@ METHODS: dict[str, dict] = {
     # GraphGAE's credit assignment on (the trainer's RN default is beta=0: per-vertex GAE)
     "rn-tree2-beta0.5": {"algo": "rn", "graph": "tree:2", "beta": 0.5},
     "rn-dag-beta0.5": {"algo": "rn", "graph": "dag", "beta": 0.5},
+    # the managers decide every 5 steps and hold their instruction in between (semi-Markov credit in GraphGAE)
+    "rn-tree2-p5": {"algo": "rn", "graph": "tree:2", "periods": "1,5"},
     # learned messages (an MLP encoder trained end to end) instead of passing subordinates' observations up
     "rn-tree2-learned": {"algo": "rn", "graph": "tree:2", "phi": "learned"},
 }

@@ -21,6 +21,7 @@ def run(script: str, *args: str) -> str:
                           timeout=300, capture_output=True, text=True, env=env).stdout
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_learning_tiny_writes_json_and_png(tmp_path):
     # first one slice (MAPPO, seed 1), as if the benchmark had been stopped after it; the rerun keeps it, adds the rest
     run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1", "--threads", "1")
@@ -43,6 +44,7 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
             assert run_["frames"] == [100, 200] and len(run_["eval_return"]) == 2
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "throughput.json").read_text())
@@ -64,6 +66,7 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     assert "STALE TABLE" not in text and "ratio **" in text and text.startswith("intro") and text.endswith("outro\n")
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_learning_starts_afresh_on_other_hyperparameters(tmp_path):
     stale = {"task": "vmas/balance", "preset": "tiny", "hyperparameters": {"frames": 1}, "seeds": [0, 1],
              "methods": {"mappo": {"seeds": {"0": {}, "1": {}}}}}
@@ -75,6 +78,7 @@ def test_learning_starts_afresh_on_other_hyperparameters(tmp_path):
     assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == stale  # nothing lost
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_table_marks_methods_short_of_seeds(tmp_path):
     def method(finals):  # each run: an early evaluation of 10, then its final one
         return {"seeds": {str(i): {"eval_return": [10.0, f]} for i, f in enumerate(finals)}}
@@ -164,6 +168,7 @@ def test_parallel_slices_merge_instead_of_overwriting(tmp_path, learning):
     assert on_disk["methods"]["rn-tree2"]["final_mean"] == 5.0
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_scaling_tiny_writes_json_and_png(tmp_path):
     run("scaling.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "scaling.json").read_text())
@@ -178,6 +183,7 @@ def test_scaling_tiny_writes_json_and_png(tmp_path):
         assert r["rn_peak_bytes"] > 0 and r["flat_peak_bytes"] > 0
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     run("tutorial_pipeline.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "tutorial_pipeline.json").read_text())

@@ -54,12 +54,14 @@ def _check_results(run, seen):
     assert [s["loc_zero"] for s in seen] == [False, True]
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_workers_train_and_write_results_folder(tmp_path, monkeypatch):
     seen = _record_batches(monkeypatch)
     assert main([*ARGS, "--workers", "2", "--out", str(tmp_path / "run")]) == 0
     _check_results(tmp_path / "run", seen)
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed (extra 'distributed')")
 def test_ray_local_trains_on_loopback_and_shuts_down(tmp_path, monkeypatch):
     import ray
@@ -99,6 +101,7 @@ def test_ray_init_config_local_is_loopback_without_dashboard():
     assert collection.ray_init_config("10.0.0.1:6379")["address"] == "10.0.0.1:6379"
 
 
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_module_example_runs():
     result = doctest.testmod(collection, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

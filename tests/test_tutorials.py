@@ -18,6 +18,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow  # a subprocess per tutorial
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_tutorial_runs(name, tmp_path):
     # PYTHONPATH: the tutorial imports this checkout's torchrl_rn, not whichever one the venv has installed
