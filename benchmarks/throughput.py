@@ -17,15 +17,14 @@ Writes ``<out>/throughput.json`` and ``<out>/throughput.png`` (``--out`` default
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import speed_cli  # this script runs from benchmarks/
 import torch
 from torchrl.envs import TransformedEnv
 
@@ -194,17 +193,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(PRESETS), default="default")
-    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "torchrl-rn-throughput"),
-                        help="output folder (default: a scratch folder; benchmarks/results holds the committed figures)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    p = PRESETS[args.preset]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-throughput", argv)
     torch.manual_seed(0)
     result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads()}
     result["training"] = training_rates(p)

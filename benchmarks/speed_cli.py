@@ -1,0 +1,26 @@
+"""The command line the speed benchmarks share (``throughput.py``, ``scaling.py``, ``tutorial_pipeline.py``)."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def parse(doc: str, presets: dict[str, Any], default: str, scratch: str,
+          argv: list[str] | None = None) -> tuple[argparse.Namespace, Any, Path]:
+    """``--preset``, ``--out`` (a scratch folder unless given: ``benchmarks/results`` holds the committed figures)
+    and ``--threads``: returns the arguments, the chosen preset and the (created) output folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(presets), default=default)
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / scratch),
+                        help="output folder (default: a scratch folder; benchmarks/results holds the committed figures)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, presets[args.preset], out
