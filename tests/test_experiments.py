@@ -309,3 +309,11 @@ def test_gym_task_does_not_nest_transformed_envs(monkeypatch, tmp_path):
         RNTrainer(TrainConfig(task="gym/Pendulum-v1", graph="flat", frames_per_batch=20, max_steps=10, eval_envs=2,
                               num_cells=8, minibatch_size=10, out=str(tmp_path / "run")), progress=False)
     assert not [w for w in caught if "Nested TransformedEnvs" in str(w.message)]
+
+
+def test_seeds_and_sweeps_refuse_bad_graphs_and_values_in_one_line(tmp_path, capsys):
+    assert main(["train", *TINY, "--graph", "tree:0", "--seeds", "0,1", "--out", str(tmp_path / "a")]) == 2
+    assert main(["train", *TINY, "--sweep", "beta=0,2", "--out", str(tmp_path / "b")]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "tree:0" in errors[0] and "--beta" in errors[1]
+    assert not (tmp_path / "b").exists()  # the bad value is refused before the good one's run

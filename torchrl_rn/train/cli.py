@@ -137,13 +137,28 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> None:
         from torchrl_rn.train.multiseed import parse_sweep, run_sweep
 
         name, values = _bad_input(parse_sweep, args.sweep)
-        folder = run_sweep(config, name, values, args.seeds or [config.seed], progress=not args.no_progress)
+        for value in values:  # every value's config is refused now, not after the runs of the values before it
+            _bad_input(lambda v: dataclasses.replace(config, **{name: v}), value)
+        with _graph_errors_are_bad_input():
+            folder = run_sweep(config, name, values, args.seeds or [config.seed], progress=not args.no_progress)
         print(f"done: {name} in {values}, comparison in {folder / 'sweep.png'}")
         return
     from torchrl_rn.train.multiseed import run_seeds
 
-    folder = run_seeds(config, args.seeds, progress=not args.no_progress)
+    with _graph_errors_are_bad_input():
+        folder = run_seeds(config, args.seeds, progress=not args.no_progress)
     print(f"done: {len(args.seeds)} seeds, aggregate curve in {folder / 'aggregate.png'}")
+
+
+@contextlib.contextmanager
+def _graph_errors_are_bad_input() -> Iterator[None]:
+    # a graph is built (and refused) when a run is set up, never during training: one line, not a traceback
+    try:
+        yield
+    except GraphError as err:
+        if os.environ.get("RN_TRACEBACK"):
+            raise
+        raise _BadInput(str(err).splitlines()[0]) from err
 
 
 def _report(trainer: RNTrainer, history: list[dict[str, float]]) -> None:
