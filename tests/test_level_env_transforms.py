@@ -82,6 +82,19 @@ def assert_dones(graph: RNGraph, nxt: TensorDict, groups=None) -> None:
             assert torch.equal(nxt[g, key], root.unsqueeze(-2).expand(*root.shape[:-1], n, 1)), (g, key)
 
 
+def check_composed_rollout(graph: RNGraph, env) -> TensorDict:
+    """``check_env_specs``, then a 3-step rollout driven by the composed policy whose routed rewards and done flags
+    match the hand computation; closes ``env``. Returns the rollout."""
+    try:
+        check_env_specs(env)
+        td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
+        assert_routed(graph, td["next"])
+        assert_dones(graph, td["next"])
+        return td
+    finally:
+        env.close()
+
+
 def assert_no_empty_specs(env) -> None:
     """What TorchRL's batched envs reject ("has empty specs"): no Composite without an entry."""
     for spec in (env.full_observation_spec, env.full_reward_spec, env.full_done_spec, env.full_action_spec):
@@ -130,14 +143,8 @@ def test_single_trans_env_check(shape):
 def test_serial_trans_env_check(shape):
     graph = SHAPES[shape]()
     env = SerialEnv(2, lambda: graph_env(graph))
-    try:
-        check_env_specs(env)
-        td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
-        assert td.batch_size == (2, NUM_ENVS, 3)
-        assert_routed(graph, td["next"])
-        assert_dones(graph, td["next"])
-    finally:
-        env.close()
+    td = check_composed_rollout(graph, env)  # the composed policy drives it
+    assert td.batch_size == (2, NUM_ENVS, 3)
 
 
 @pytest.mark.parametrize(("shape", "level"), VIEWS)
@@ -159,14 +166,8 @@ def test_serial_trans_env_check_tag_view(shape, level):
 def test_parallel_trans_env_check(shape):
     graph = SHAPES[shape]()
     env = ParallelEnv(2, lambda: graph_env(graph), mp_start_method=MP_START)
-    try:
-        check_env_specs(env)
-        td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)  # the composed policy drives it
-        assert td.batch_size == (2, NUM_ENVS, 3)
-        assert_routed(graph, td["next"])
-        assert_dones(graph, td["next"])
-    finally:
-        env.close()
+    td = check_composed_rollout(graph, env)  # the composed policy drives it
+    assert td.batch_size == (2, NUM_ENVS, 3)
 
 
 def test_parallel_trans_env_check_tag_view():
@@ -186,13 +187,7 @@ def test_parallel_trans_env_check_tag_view():
 def test_trans_serial_env_check(shape):
     graph = SHAPES[shape]()
     env = TransformedEnv(SerialEnv(2, base_env), LevelEnv(graph))
-    try:
-        check_env_specs(env)
-        td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
-        assert_routed(graph, td["next"])
-        assert_dones(graph, td["next"])
-    finally:
-        env.close()
+    check_composed_rollout(graph, env)
 
 
 def test_trans_serial_env_check_tag_view():
@@ -211,13 +206,7 @@ def test_trans_serial_env_check_tag_view():
 def test_trans_parallel_env_check(shape):
     graph = SHAPES[shape]()
     env = TransformedEnv(ParallelEnv(2, base_env, mp_start_method=MP_START), LevelEnv(graph))
-    try:
-        check_env_specs(env)
-        td = env.rollout(3, GraphComposer(graph, env, num_cells=8).policy)
-        assert_routed(graph, td["next"])
-        assert_dones(graph, td["next"])
-    finally:
-        env.close()
+    check_composed_rollout(graph, env)
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
