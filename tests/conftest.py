@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+
+# one thread per pytest-xdist worker (two workers on two cores); subprocess tests inherit it. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 from torchrl.envs import TransformedEnv

@@ -166,7 +166,7 @@ def test_update_reports_means_over_minibatches(tmp_path, monkeypatch):
 
     def recording_loss(batch):
         loss, out = loss_value(batch)
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         return loss, out
 
     def recording_clip(*args, **kwargs):
