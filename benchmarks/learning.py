@@ -175,6 +175,20 @@ def summarise(seeds: dict[str, dict]) -> dict:
     return {"final_mean": mean, "final_ci95": ci, "frames_per_second": sum(fps) / len(fps)}
 
 
+#: hand-written reference returns per task, drawn as a dashed line (``benchmarks/reference.py`` writes it)
+REFERENCE = Path(__file__).resolve().parent / "results" / "reference.json"
+
+
+def _reference(result: dict) -> dict | None:
+    """The task's hand-written reference policy (``benchmarks/reference.py``), if run for the same agents and steps."""
+    if not REFERENCE.exists():
+        return None
+    ref = json.loads(REFERENCE.read_text()).get(result["task"], {})
+    hp = result["hyperparameters"]
+    same = ref.get("n_agents") == hp["n_agents"].get(result["task"]) and ref.get("max_steps") == hp["max_steps"]
+    return ref if "mean" in ref and same else None
+
+
 def plot_task(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -191,6 +205,9 @@ def plot_task(result: dict, path: Path) -> None:
         mean = [m for m, _ in points]
         ax.plot(frames, mean, label=method)
         ax.fill_between(frames, [m - c for m, c in points], [m + c for m, c in points], alpha=0.2)
+    ref = _reference(result)
+    if ref is not None:
+        ax.axhline(ref["mean"], color="grey", linestyle="--", label="hand-written reference")
     ax.set_xlabel("frames")
     ax.set_ylabel("deterministic eval return")
     wanted, done = len(result["seeds"]), [len(data["seeds"]) for data in result["methods"].values()]

@@ -19,13 +19,27 @@ LATE = 5
 
 
 def table(results: Path) -> str:
-    speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json")
+    speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json", "reference.json")
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not {"runs", "superseded"} & set(p.parts))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     scaling = [_scaling(p) for p in sorted(results.rglob("scaling.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
-    return "\n\n".join(filter(None, [_learning(tasks), *speed, *pipeline, *scaling]))
+    reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
+    return "\n\n".join(filter(None, [_learning(tasks), *reference, *speed, *pipeline, *scaling]))
+
+
+def _reference(path: Path) -> str:
+    """The hand-written reference policies of ``benchmarks/reference.py`` (dashed lines in the learning plots)."""
+    rows = ["| task | reference policy | return (mean ± 95% CI) |", "| --- | --- | --- |"]
+    for task, r in json.loads(path.read_text()).items():
+        if "skipped" in r:
+            rows.append(f"| {task} | none: {r['skipped']} | |")
+        else:
+            rows.append(f"| {task} ({r['n_agents']} agents, {r['max_steps']} steps) | `{r['policy']}` | "
+                        f"{r['mean']:.1f} ± {r['ci95']:.1f} ({r['episodes']} episodes) |")
+    return ("Reference policies (`python benchmarks/reference.py`; hand-written, not learned, evaluated like the "
+            "learners):\n\n" + "\n".join(rows))
 
 
 def _learning(tasks: list[Path]) -> str:

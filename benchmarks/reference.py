@@ -1,0 +1,123 @@
+"""Reference lines for the learning plots: the return of each VMAS task's hand-written heuristic policy.
+
+VMAS ships a ``HeuristicPolicy`` beside several scenarios (balance, transport, discovery, ...). This script runs it
+through the same pipeline the learning benchmark evaluates with (:func:`torchrl_rn.envs.make_env`, the preset's agent
+count and episode length, truncated time limits, the mean agent reward summed to the first done:
+:func:`torchrl_rn.train.evaluate.episode_returns`) and writes ``benchmarks/results/reference.json``; the learning
+plots draw it as a dashed line and ``make_table.py`` lists it under each task.
+
+    python benchmarks/reference.py            # every task of the learning presets that has a usable heuristic
+
+simple_spread has no VMAS heuristic; its reference is this script's ``SpreadAssignment`` (least-distance landmark
+assignment, steering to it). A task without a heuristic or whose heuristic needs a missing package (navigation's needs
+``cvxpylayers``) is listed with the reason instead of a number.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tensordict.nn import TensorDictModule
+
+from torchrl_rn.envs import make_env
+from torchrl_rn.train.evaluate import episode_returns
+from torchrl_rn.train.stats import mean_ci95
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning import PRESETS  # (the learning benchmark's agent counts and episode length)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Heuristic(torch.nn.Module):
+    """A VMAS scenario's ``HeuristicPolicy``, applied to every agent of a TorchRL ``[..., agents, obs]`` batch."""
+
+    def __init__(self, policy, u_range: float) -> None:
+        super().__init__()
+        self.policy, self.u_range = policy, u_range
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        flat = observation.reshape(-1, *observation.shape[-2:])
+        actions = [self.policy.compute_action(flat[:, a], self.u_range) for a in range(flat.shape[1])]
+        return torch.stack(actions, 1).reshape(*observation.shape[:-1], -1)
+
+
+class SpreadAssignment(torch.nn.Module):
+    """simple_spread's reference (VMAS has none): agents take the landmark assignment of least summed distance
+    (every permutation; a handful of agents) and steer to their landmark, damping their velocity.
+
+    An agent's observation is ``[pos(2), vel(2), landmark - pos (2 per landmark), ...]`` (MPE's layout).
+    """
+
+    def __init__(self, n_agents: int, u_range: float, gain: float = 3.0, damping: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("perms", torch.tensor(list(itertools.permutations(range(n_agents)))))
+        self.n, self.u_range, self.gain, self.damping = n_agents, u_range, gain, damping
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        vel = observation[..., 2:4]
+        rel = observation[..., 4:4 + 2 * self.n].unflatten(-1, (self.n, 2))  # [..., agent, landmark, 2]
+        dist = rel.norm(dim=-1)  # [..., agent, landmark]
+        agents = torch.arange(self.n)
+        cost = dist[..., agents, self.perms].sum(-1)  # [..., perm]: perm[a] is agent a's landmark
+        best = self.perms[cost.argmin(-1)]  # [..., agent]
+        target = rel.gather(-2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(-2)
+        return (self.gain * target - self.damping * vel).clamp(-self.u_range, self.u_range)
+
+
+def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[int], num_envs: int) -> dict:
+    """Mean and 95% CI of the heuristic's episode return over ``num_envs`` episodes per seed."""
+    name = task.removeprefix("vmas/")
+    try:
+        scenario = importlib.import_module(f"vmas.scenarios.{name}")
+    except ModuleNotFoundError:  # MPE scenarios (simple_spread, ...) live in vmas.scenarios.mpe, without heuristics
+        scenario = importlib.import_module(f"vmas.scenarios.mpe.{name}")
+    if name == "simple_spread":
+        policy = None
+    elif hasattr(scenario, "HeuristicPolicy"):
+        policy = scenario.HeuristicPolicy(continuous_action=True)
+    else:
+        return {"skipped": "VMAS ships no heuristic policy for this scenario"}
+    returns = []
+    for seed in seeds:
+        env = make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, seed=seed)
+        u_range = float(env.full_action_spec["agents", "action"].space.high.max())
+        net = SpreadAssignment(n_agents, u_range) if policy is None else Heuristic(policy, u_range)
+        actor = TensorDictModule(net, [("agents", "observation")], [("agents", "action")])
+        try:
+            with torch.no_grad():
+                td = env.rollout(max_steps, actor, break_when_any_done=False)
+        except ImportError as err:  # e.g. navigation's heuristic imports cvxpylayers when first called
+            return {"skipped": f"the heuristic needs a missing package: {err}"}
+        returns += episode_returns(td).tolist()
+    mean, ci = mean_ci95(returns)
+    label = "SpreadAssignment (this script)" if policy is None else f"{scenario.__name__}.HeuristicPolicy"
+    return {"policy": label, "mean": mean, "ci95": ci,
+            "episodes": len(returns), "n_agents": n_agents, "max_steps": max_steps}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="*", help="VMAS tasks (default: every task of the learning presets)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--envs", type=int, default=32, help="episodes per seed (vectorised envs)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "reference.json")
+    args = parser.parse_args(argv)
+    full = PRESETS["full"]
+    tasks = args.tasks or sorted({t for p in PRESETS.values() for t in p.tasks if t.startswith("vmas/")})
+    result = {}
+    for task in tasks:
+        result[task] = heuristic_return(task, n_agents=full.n_agents.get(task, 4), max_steps=full.max_steps,
+                                        seeds=args.seeds, num_envs=args.envs)
+        print(task, result[task])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""benchmarks/reference.py: the hand-written reference policies drawn as dashed lines in the learning plots."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(monkeypatch, name: str):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its sibling modules import
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spread_assignment_takes_the_least_distance_assignment_and_steers_there(monkeypatch):
+    reference = load(monkeypatch, "reference")
+    policy = reference.SpreadAssignment(2, u_range=1.0, gain=1.0, damping=0.5)
+    # agent 0 at (0, 0) moving (0.2, 0); agent 1 at (1, 0), still. Landmarks A at (1.1, 0) and B at (0, 0.3):
+    # assignment 0->A, 1->B costs 1.1 + 1.04; 0->B, 1->A costs 0.3 + 0.1, so agent 0 goes to B, agent 1 to A
+    obs = torch.tensor([[0.0, 0.0, 0.2, 0.0, 1.1, 0.0, 0.0, 0.3],
+                        [1.0, 0.0, 0.0, 0.0, 0.1, 0.0, -1.0, 0.3]])
+    action = policy(obs[None])[0]
+    torch.testing.assert_close(action, torch.tensor([[0.0 - 0.1, 0.3], [0.1, 0.0]]))
+    far = policy(obs[None] * 10)[0]  # far targets: the force is clipped to u_range
+    assert far.abs().max() == 1.0
+
+
+def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
+    learning = load(monkeypatch, "learning")
+    make_table = load(monkeypatch, "make_table")
+    ref = {"vmas/balance": {"policy": "p", "mean": 13.0, "ci95": 1.0, "episodes": 4, "n_agents": 4, "max_steps": 100},
+           "vmas/navigation": {"skipped": "needs cvxpy"}}
+    (tmp_path / "reference.json").write_text(json.dumps(ref))
+    monkeypatch.setattr(learning, "REFERENCE", tmp_path / "reference.json")
+    result = {"task": "vmas/balance", "hyperparameters": {"n_agents": {"vmas/balance": 4}, "max_steps": 100}}
+    assert learning._reference(result)["mean"] == 13.0
+    result["hyperparameters"]["max_steps"] = 25  # a preset with other episodes gets no line
+    assert learning._reference(result) is None
+    text = make_table.table(tmp_path)
+    assert "| vmas/balance (4 agents, 100 steps) | `p` | 13.0 ± 1.0 (4 episodes) |" in text
+    assert "| vmas/navigation | none: needs cvxpy | |" in text
