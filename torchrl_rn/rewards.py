@@ -147,6 +147,9 @@ class GoalReward(VertexReward):
             raise ValueError(f"goal reward: the observation slice must be 0 <= start < stop, got "
                              f"{self.start}-{self.stop}.")
 
+    def __str__(self) -> str:
+        return f"goal:{self.start}-{self.stop},c={self.c},beta={self.beta},scale={self.scale}"
+
     @property
     def dim(self) -> int:
         """Size of one goal."""

@@ -136,7 +136,7 @@ class RNTrainer:
         if cfg.algo == "rn":
             try:
                 self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi},
-                                               periods=cfg.period_list)
+                                               periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
             except GraphError as err:
                 raise GraphError(f"--graph {cfg.graph!r} with {self.n_agents} agents: {err}") from None
         self.env = self._wrap(base)
