@@ -17,8 +17,15 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 from torchrl_rn import GraphComposer, GraphGAE, LevelEnv, RNGraph, RNLoss, RNTrainer, TrainConfig
 from torchrl_rn.envs import MockMultiAgentEnv
 from torchrl_rn.graph import GraphError
-from torchrl_rn.rewards import (GoalReward, GoalRewardModule, PsiReward, SuperiorAdvantage, hold_decisions,
-                                parse_reward, superior_weights)
+from torchrl_rn.rewards import (
+    GoalReward,
+    GoalRewardModule,
+    PsiReward,
+    SuperiorAdvantage,
+    hold_decisions,
+    parse_reward,
+    superior_weights,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- parsing
@@ -334,7 +341,7 @@ def test_goal_reward_observation_slice_checked_against_the_env():
     graph = RNGraph.tree(2, [2], vertex_reward="goal:1-3")
     with pytest.raises(GraphError, match=r"group 'agents': goal reward .* reads observation entries 1-3, but the "
                                          r"observation has 2"):
-        TransformedEnv(_PointEnv(), LevelEnv(graph)).observation_spec  # noqa: B018
+        TransformedEnv(_PointEnv(), LevelEnv(graph)).observation_spec
 
 
 def test_goal_reward_with_a_composer_policy_and_default_keys_unchanged():
