@@ -372,3 +372,65 @@ def test_trainer_runs_with_vertex_reward(tmp_path, reward):
     assert trainer.graph.group_reward("agents") == parse_reward(reward)
     trainer.train()
     assert trainer.frames == 200
+
+
+# ---------------------------------------------------------------------------------------------------- learners per level
+def _depends_on_other_vertex(head, td, group) -> bool:
+    """Whether vertex 0's value changes when vertex 1's observation does (a critic centralised over the group)."""
+    v = head(td.clone())[group, "state_value"][:, 0]
+    other = td.clone()
+    other[group, "observation"][:, 1] += 1.0
+    return not torch.allclose(v, head(other)[group, "state_value"][:, 0])
+
+
+@pytest.mark.parametrize("critic", [["group", "local"], {"agents": "group"}])
+def test_critic_scope_per_level_or_group(critic):
+    graph = RNGraph.tree(4, [2])
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
+    composer = GraphComposer(graph, env, num_cells=8, critic=critic)
+    with torch.no_grad():
+        td = composer.policy(env.reset())
+        assert _depends_on_other_vertex(composer.value_head("agents"), td, "agents")  # MAPPO-style motors
+        assert not _depends_on_other_vertex(composer.value_head("level1"), td, "level1")  # local managers
+        plain = GraphComposer(graph, env, num_cells=8, critic="local")
+        assert not _depends_on_other_vertex(plain.value_head("agents"), td, "agents")
+
+
+def test_critic_per_group_errors():
+    graph = RNGraph.tree(4, [2])
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
+    with pytest.raises(KeyError, match=r"critic names unknown group\(s\) \['boss'\]"):
+        GraphComposer(graph, env, num_cells=8, critic={"boss": "group"})
+    with pytest.raises(ValueError, match=r"critic \['group'\] gives 1 scope\(s\) but the graph has 2 level\(s\)"):
+        GraphComposer(graph, env, num_cells=8, critic=["group"])
+
+
+def test_loss_class_per_group():
+    from torchrl.objectives import ClipPPOLoss, MAPPOLoss
+
+    graph = RNGraph.tree(4, [2])
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=2), LevelEnv(graph))
+    composer = GraphComposer(graph, env, num_cells=8, critic=["group", "local"])
+    loss = RNLoss(composer, loss_cls={"agents": MAPPOLoss})
+    assert type(loss.group_losses["agents"]) is MAPPOLoss and type(loss.group_losses["level1"]) is ClipPPOLoss
+    with pytest.raises(KeyError, match=r"loss_cls names unknown group\(s\) \['boss'\]"):
+        RNLoss(composer, loss_cls={"boss": MAPPOLoss})
+
+
+def test_config_level_critics(tmp_path):
+    cfg = TrainConfig(level_critics="group,local")
+    assert cfg.critic_setting == ["group", "local"] and cfg.method_name == "rn-tree2-cgroup-local"
+    assert TrainConfig().critic_setting == "group"
+    with pytest.raises(ValueError, match=r"--level-critics takes one of \('local', 'group'\) per level"):
+        TrainConfig(level_critics="group,central")
+    with pytest.raises(ValueError, match=r"--level-critics applies only to --algo rn"):
+        TrainConfig(algo="ippo", level_critics="group,local")
+    cfg = TrainConfig(task="mock", frames=100, frames_per_batch=100, max_steps=5, minibatch_size=50, epochs=1,
+                      num_cells=8, manager_cells=8, critic="local", level_critics="group,local",
+                      out=str(tmp_path / "run"))
+    trainer = RNTrainer(cfg, env_fn=lambda n, seed: MockMultiAgentEnv(4, num_envs=n, seed=seed), progress=False)
+    td = trainer.env.reset()
+    with torch.no_grad():
+        td = trainer.policy(td)
+        assert _depends_on_other_vertex(trainer.composer.value_head("agents"), td, "agents")
+        assert not _depends_on_other_vertex(trainer.composer.value_head("level1"), td, "level1")

@@ -160,7 +160,7 @@ class RNTrainer:
         if cfg.algo == "rn":
             self.composer = GraphComposer(
                 self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
-                share_params=cfg.share_params, critic=cfg.critic,
+                share_params=cfg.share_params, critic=cfg.critic_setting,
                 detach_messages=cfg.detach_messages, observe_clock=cfg.observe_clock, value_norm=cfg.value_norm,
                 device=self.device,
             )
