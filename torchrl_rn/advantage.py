@@ -317,7 +317,8 @@ class GraphGAE(ValueEstimatorBase):
             decided = torch.ones_like(adv, dtype=torch.bool)
         decided = decided.expand_as(adv)
         picked = adv[decided]
-        scale = picked.std().clamp_min(1e-8) if picked.numel() > 1 else adv.new_ones(())
+        scale = picked.std() if picked.numel() > 1 else adv.new_ones(())
+        scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))  # all alike (or one): left unscaled
         return hold_decisions(adv, decided, done, time_dim=time_dim), scale
 
     def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> TensorDictBase:
