@@ -93,6 +93,11 @@ PRESETS = {
     "spread-vn": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
                         seeds=(0, 1, 2, 3, 4), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01),
+    # vertex rewards (issue 10 section 3): a period-5 manager whose motors are also trained on its advantage, or on
+    # reaching the goals it sets (task knowledge: the goal is the agent's position), beside the same manager with
+    # plain psi rewards and MAPPO; 5 seeds at 300k frames
+    "rewards": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2-p5", "rn-tree2-p5-adv", "rn-tree2-p5-goal"),
+                      seeds=(0, 1, 2, 3, 4), frames=300_000),
     # seconds, for the schema test
     "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
                    frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),
@@ -110,9 +115,18 @@ METHODS: dict[str, dict] = {
     "rn-dag-beta0.5": {"algo": "rn", "graph": "dag", "beta": 0.5},
     # the managers decide every 5 steps and hold their instruction in between (semi-Markov credit in GraphGAE)
     "rn-tree2-p5": {"algo": "rn", "graph": "tree:2", "periods": "1,5"},
+    # the motors' reward mixes the team reward with their manager's advantage (HAVEN / HiMPo style; no task knowledge)
+    "rn-tree2-p5-adv": {"algo": "rn", "graph": "tree:2", "periods": "1,5", "vertex_reward": "advantage:0.5"},
+    # the manager's action is a goal position for each motor, rewarded for approaching it plus 0.1 x the team reward
+    # (feudal style; USES TASK KNOWLEDGE: observation entries 0-1 are the agent's position in VMAS; see TASK_KNOWLEDGE)
+    "rn-tree2-p5-goal": {"algo": "rn", "graph": "tree:2", "periods": "1,5", "vertex_reward": "goal:pos,beta=0.1"},
     # learned messages (an MLP encoder trained end to end) instead of passing subordinates' observations up
     "rn-tree2-learned": {"algo": "rn", "graph": "tree:2", "phi": "learned"},
 }
+
+
+#: Methods that use task knowledge (a goal space, a shaped reward): a table must label them so.
+TASK_KNOWLEDGE = frozenset({"rn-tree2-p5-goal"})
 
 
 def definition(method: str) -> dict:

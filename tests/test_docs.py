@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-MODULES = ["value_norm", "graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs",
+MODULES = ["value_norm", "rewards", "graph", "vertex", "composer", "level_env", "advantage", "loss", "train.config", "train.trainer", "envs",
            "train.diagnostics", "train.stats", "train.evaluate", "train.multiseed",
            "train.show"]
 

@@ -27,6 +27,15 @@ of the group's loss (a stock TorchRL loss should be given the decision rows only
 decision step's advantage mixes in the neighbours' advantages of that step. A window cut by the batch's end is
 bootstrapped from the critic's value of the next, mid-window, state: an approximation of the value at the next
 decision (the critic is trained on decision states only).
+
+**Vertex rewards** (:mod:`torchrl_rn.rewards`, :meth:`RNGraph.reward`). Groups are estimated top-down (superiors
+before subordinates). A group whose reward is :class:`~torchrl_rn.rewards.SuperiorAdvantage` is trained on
+``alpha * r_own + (1 - alpha) * A_sup``: ``A_sup`` is each superior's own (unmixed) advantage of the decision in
+force at that step (held over a decision period's window), detached, scaled by its batch standard deviation (see
+that class), and averaged over the vertex's superiors. A group whose reward is a
+:class:`~torchrl_rn.rewards.GoalReward` is trained on ``("next", g, "vertex_reward")``, which
+:class:`~torchrl_rn.LevelEnv` writes. The data's ``reward`` entries are never rewritten: calling the estimator twice
+gives the same result, and the task's reward stays what evaluation reads.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ from torchrl.objectives.value import MultiAgentGAE, ValueEstimatorBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.rewards import GoalReward, SuperiorAdvantage, hold_decisions, superior_weights
 
 __all__ = ["GraphGAE", "semi_markov_gae"]
 
@@ -127,6 +137,11 @@ class GraphGAE(ValueEstimatorBase):
         mixing[isolated] = torch.eye(n)[isolated]  # nobody to collaborate with: keep A_i
         self.register_buffer("mixing", mixing.to(device) if device is not None else mixing)
         self._sizes = [len(vs) for vs in graph.groups.values()]
+        #: the reward function of each group that is not plain psi routing
+        self.vertex_rewards = {g: graph.group_reward(g) for g in graph.groups
+                               if isinstance(graph.group_reward(g), (SuperiorAdvantage, GoalReward))}
+        self._superiors = {g: superior_weights(graph, g) for g, r in self.vertex_rewards.items()
+                           if isinstance(r, SuperiorAdvantage)}
         # extra copies a loss asked for: {the loss's key: (group, "advantage" | "value_target")}
         self._views: dict = {}
 
@@ -136,7 +151,8 @@ class GraphGAE(ValueEstimatorBase):
         critic_in = list(self.value_network.in_keys)
         signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
         decisions = [(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
-        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions]
+        goals = [("next", g, "vertex_reward") for g, r in self.vertex_rewards.items() if isinstance(r, GoalReward)]
+        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions, *goals]
 
     @property
     def out_keys(self) -> list:
@@ -239,8 +255,9 @@ class GraphGAE(ValueEstimatorBase):
             both = torch.stack([tensordict.select(*in_keys, strict=True), next_td.select(*in_keys, strict=True)])
             both = self.value_network(both)
         time_dim = tensordict.ndim - 1
-        advantages, targets = [], []
-        for g in self.graph.groups:
+        advantages, targets = {}, {}
+        held: dict[str, torch.Tensor] = {}  # superiors' advantages of the decision in force, for advantage rewards
+        for g in reversed(self.graph.groups):  # top-down: superiors before their subordinates
             value, next_value = both.get((g, value_field)).unbind(0)
             tensordict.set((g, value_field), value)
             next_td.set((g, value_field), next_value)
@@ -249,16 +266,20 @@ class GraphGAE(ValueEstimatorBase):
             reward = self._signal(next_td, g, "reward", value)
             done = self._signal(next_td, g, "done", value)
             terminated = self._signal(next_td, g, "terminated", value)
-            if self.graph.period(g) > 1:
-                decided = _decided(tensordict, g)
+            reward = self._vertex_reward(g, next_td, reward, held, time_dim)
+            decided = _decided(tensordict, g) if self.graph.period(g) > 1 else None
+            if decided is not None:
                 adv, target = semi_markov_gae(self.gamma, self.lmbda, value, next_value, reward, done, terminated,
                                               decided, time_dim=time_dim)
             else:
                 adv, target = vec_generalized_advantage_estimate(
                     self.gamma, self.lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
                 )
-            advantages.append(adv)
-            targets.append(target)
+            if any(g in sources for sources, _ in self._superiors.values()):
+                held[g] = self._held_advantage(adv.detach(), decided, done, time_dim)
+            advantages[g], targets[g] = adv, target
+        advantages = [advantages[g] for g in self.graph.groups]
+        targets = [targets[g] for g in self.graph.groups]
         if self.beta:
             stacked = torch.cat(advantages, -2)  # [*B, T, N, 1] in graph.vertex_order
             mixed = torch.einsum("ij,...jk->...ik", self.mixing.to(stacked), stacked)
@@ -269,6 +290,36 @@ class GraphGAE(ValueEstimatorBase):
         for key, (g, name) in self._views.items():
             tensordict.set(key, tensordict.get((g, self._field(name))))
         return tensordict
+
+    def _vertex_reward(self, group: str, next_td: TensorDictBase, reward: torch.Tensor, held: dict,
+                       time_dim: int) -> torch.Tensor:
+        """The reward ``group`` is trained on: its routed ``reward``, or its vertex reward function's."""
+        function = self.vertex_rewards.get(group)
+        if isinstance(function, GoalReward):
+            shaped = next_td.get((group, "vertex_reward"), None)
+            if shaped is None:
+                raise KeyError(f"GraphGAE: group {group!r} has a goal reward but the data has no ('next', {group!r}, "
+                               "'vertex_reward') (LevelEnv writes it).")
+            return shaped
+        if isinstance(function, SuperiorAdvantage):
+            sources, weights = self._superiors[group]
+            parts = [held[s][0] / held[s][1] if function.normalize else held[s][0] for s in sources]
+            bank = torch.cat(parts, -2)[..., 0]  # [*B, T, sum of the superior groups' sizes]
+            superior = (bank @ weights.to(bank).T).unsqueeze(-1)
+            return function(reward, superior)
+        return reward
+
+    def _held_advantage(self, adv: torch.Tensor, decided: torch.Tensor | None, done: torch.Tensor,
+                        time_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A superior group's advantage of the decision in force at each step, and its scale: the spread of its
+        advantages over the batch's decisions (for :class:`~torchrl_rn.rewards.SuperiorAdvantage`'s ``normalize``)."""
+        if decided is None:
+            decided = torch.ones_like(adv, dtype=torch.bool)
+        decided = decided.expand_as(adv)
+        picked = adv[decided]
+        scale = picked.std() if picked.numel() > 1 else adv.new_ones(())
+        scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))  # all alike (or one): left unscaled
+        return hold_decisions(adv, decided, done, time_dim=time_dim), scale
 
     def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> TensorDictBase:
         """The unmixed value targets of every group, as a ``{group: value_target}`` tensordict.

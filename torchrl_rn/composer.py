@@ -7,6 +7,8 @@ actions are the env's actions, so a stock :class:`~torchrl.collectors.Collector`
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
@@ -35,7 +37,10 @@ class GraphComposer(nn.Module):
             policy's.
         depth (int): hidden layers of the policy and value MLPs. Defaults to 2.
         share_params (bool): share weights inside a group. Defaults to ``True``.
-        critic (str): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised inside each group).
+        critic (str, mapping or sequence): ``"local"`` (IPPO-style, default) or ``"group"`` (critic centralised
+            inside each group), for every group; or chosen per group, as a ``{group: scope}`` mapping (groups left
+            out are ``"local"``) or one scope per level from the motors up (``["group", "local"]``: a MAPPO-style
+            centralised critic for the motors under managers with local critics, different learners per level).
         detach_messages (bool): stop superiors' losses from training their subordinates' message encoders
             (TAG's decentralised training). Defaults to ``False`` (end-to-end).
         value_norm (bool): every group's value head predicts *normalised* values, mapped back to the return scale by
@@ -77,7 +82,7 @@ class GraphComposer(nn.Module):
         manager_cells: int | None = None,
         depth: int = 2,
         share_params: bool = True,
-        critic: str = "local",
+        critic: str | Mapping[str, str] | Sequence[str] = "local",
         detach_messages: bool = False,
         value_norm: bool = False,
         observe_clock: bool = False,
@@ -111,10 +116,11 @@ class GraphComposer(nn.Module):
         self.device = torch.device(device) if device is not None else env.device
         self.dims = graph.dims(obs_spec[obs_key].shape[-1])
         consumed = {graph.group_of(s) for v in graph.nx.nodes for s in graph.subordinates(v)}
+        critics = _per_group(critic, graph)
         self.vertex_groups = nn.ModuleDict({
             g: VertexGroup(graph, g, self.dims, act_spec[act_key],
                            num_cells=num_cells if g == g0 else (manager_cells or num_cells), depth=depth,
-                           share_params=share_params, critic=critic, detach_messages=detach_messages,
+                           share_params=share_params, critic=critics[g], detach_messages=detach_messages,
                            consumed=g in consumed, observe_clock=observe_clock, device=self.device)
             for g in graph.groups
         })
@@ -138,6 +144,22 @@ class GraphComposer(nn.Module):
     def value_head(self, group: str) -> TensorDictModuleBase:
         """The value head of ``group`` alone: reads ``(group, "observation" | "instruction")``."""
         return self.vertex_groups[group].value_head
+
+
+def _per_group(critic: str | Mapping[str, str] | Sequence[str], graph: RNGraph) -> dict[str, str]:
+    """``critic`` as one scope per group (a str for all, a ``{group: scope}`` mapping, or one scope per level)."""
+    if isinstance(critic, str):
+        return {g: critic for g in graph.groups}
+    if isinstance(critic, Mapping):
+        unknown = set(critic) - set(graph.groups)
+        if unknown:
+            raise KeyError(f"critic names unknown group(s) {sorted(unknown)}; groups: {list(graph.groups)}.")
+        return {g: critic.get(g, "local") for g in graph.groups}
+    critic = list(critic)
+    if len(critic) != graph.depth + 1:
+        raise ValueError(f"critic {critic} gives {len(critic)} scope(s) but the graph has {graph.depth + 1} level(s) "
+                         "(one per level, from the motors up).")
+    return {g: critic[graph.group_level(g)] for g in graph.groups}
 
 
 def _sequence(modules: list[TensorDictModuleBase]) -> TensorDictSequential:

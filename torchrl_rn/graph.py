@@ -16,6 +16,8 @@ from typing import Any
 import networkx as nx
 import torch
 
+from torchrl_rn.rewards import GoalReward, VertexReward, as_reward
+
 __all__ = ["RNGraph", "GraphError", "VERTEX_DEFAULTS"]
 
 PHI_OPTIONS = ("identity", "mean", "learned")
@@ -31,6 +33,7 @@ VERTEX_DEFAULTS: dict[str, Any] = {
     "psi": "sum",
     "share": "split",
     "period": 1,
+    "reward": "psi",
 }
 _KNOWN_ATTRS = set(VERTEX_DEFAULTS) | {"agent", "group"}
 
@@ -54,7 +57,9 @@ class RNGraph:
             environment steps and holds its action in between; default 1, every step; all vertices of a group
             share one period), ``agent`` (int, the env agent a motor drives),
             ``group`` (str, the vertex group; defaults to ``env_group`` for motors and
-            ``"level<l>"`` otherwise). The order of a vertex's superiors and subordinates is the order in
+            ``"level<l>"`` otherwise), ``reward`` (the vertex's reward function, a
+            :class:`~torchrl_rn.rewards.VertexReward` or its string: ``"psi"`` (default), ``"advantage[:alpha]"``,
+            ``"goal:SLICE,..."``; see :mod:`torchrl_rn.rewards`; all vertices of a group share one). The order of a vertex's superiors and subordinates is the order in
             which the edges were added (or the edge attribute ``order`` where given); it fixes the
             concatenation order of instructions and messages. The graph is copied and frozen: ``RNGraph.nx``
             (structure and attributes) is read-only, so the cached levels, groups and positions cannot go stale;
@@ -70,6 +75,9 @@ class RNGraph:
             vertices that set no ``period`` themselves; it needs exactly ``depth + 1`` entries. The builders
             (:meth:`flat`, :meth:`tree`, :meth:`overlapping`, :meth:`from_spec`) pass it on, e.g.
             ``RNGraph.tree(4, [2], periods=[1, 5])``: the level-1 managers decide every 5 steps.
+        vertex_reward (str or VertexReward, optional): the reward function of every vertex that has superiors and
+            sets no ``reward`` itself (roots keep ``psi``; a goal reward goes to the motors only); the builders pass it on, e.g.
+            ``RNGraph.tree(4, [2], vertex_reward="advantage:0.5")``.
 
     Raises:
         GraphError: on a cycle, a motor problem (an env agent with zero or several motors, a vertex with no
@@ -99,6 +107,7 @@ class RNGraph:
         env_group: str = "agents",
         defaults: dict[str, Any] | None = None,
         periods: Sequence[int] | None = None,
+        vertex_reward: Any = None,
     ) -> None:
         if not isinstance(graph, nx.DiGraph):
             raise GraphError(f"RNGraph expects a networkx.DiGraph, got {type(graph).__name__}.")
@@ -106,6 +115,12 @@ class RNGraph:
             raise GraphError("the agent graph is empty: it needs at least one motor vertex.")
         self.env_group = env_group
         self._level_periods: list[int] | None = None
+        self._vertex_reward = None
+        if vertex_reward is not None:
+            try:
+                self._vertex_reward = as_reward(vertex_reward)
+            except ValueError as err:
+                raise GraphError(f"vertex_reward: {err}") from None
         self._defaults = dict(VERTEX_DEFAULTS)
         for key in defaults or {}:
             if key not in VERTEX_DEFAULTS:
@@ -122,6 +137,7 @@ class RNGraph:
             v: (g, i) for g, members in self._groups.items() for i, v in enumerate(members)
         }
         self._check_groups()
+        self._check_rewards()
 
     # ------------------------------------------------------------------ validation
     def _check_acyclic(self) -> None:
@@ -136,6 +152,7 @@ class RNGraph:
         )
 
     def _check_attributes(self) -> None:
+        self._rewards: dict[Any, VertexReward] = {}
         for v, attrs in self.nx.nodes(data=True):
             unknown = set(attrs) - _KNOWN_ATTRS
             if unknown:
@@ -148,6 +165,10 @@ class RNGraph:
             psi = self.attr(v, "psi")
             if not callable(psi) and psi not in PSI_OPTIONS:
                 raise GraphError(f"vertex {v!r}: unknown psi {psi!r}; choose one of {PSI_OPTIONS} or a callable.")
+            try:
+                self._rewards[v] = as_reward(self.attr(v, "reward"))
+            except ValueError as err:
+                raise GraphError(f"vertex {v!r}: {err}") from None
             share = self.attr(v, "share")
             if share not in SHARE_OPTIONS:
                 raise GraphError(f"vertex {v!r}: unknown share {share!r}; choose one of {SHARE_OPTIONS}.")
@@ -170,6 +191,24 @@ class RNGraph:
             if not isinstance(k, int) or isinstance(k, bool) or k < 1:
                 raise GraphError(f"periods: the period of level {level} must be a positive int, got {k!r}.")
         return periods
+
+    def _check_rewards(self) -> None:
+        for v in self.nx.nodes:
+            r = self._rewards[v]
+            if r.needs_superiors and not self.superiors(v):
+                raise GraphError(f"vertex {v!r}: reward {str(r)!r} needs superiors, but {v!r} has none "
+                                 "(a root keeps 'psi').")
+            if isinstance(r, GoalReward):
+                if self._levels[v] != 0:
+                    raise GraphError(f"vertex {v!r}: a goal reward applies to motors only (its goal lives in the env's "
+                                     f"observation), but {v!r} is at level {self._levels[v]}.")
+                for s in self.superiors(v):
+                    n, have = len(self.subordinates(s)), self.group_action_dim(self.group_of(s))
+                    if have < r.dim * n:
+                        raise GraphError(
+                            f"vertex {s!r}: its action_dim {have} cannot hold a {r.dim}-dim goal for each of its {n} "
+                            f"subordinates (goal reward of {v!r}); set its action_dim >= {r.dim * n}."
+                        )
 
     def _compute_levels(self) -> dict[Any, int]:
         levels: dict[Any, int] = {}
@@ -248,8 +287,8 @@ class RNGraph:
                     f"group {g!r} mixes levels {sorted(levels)} ({members}); a group is evaluated in one "
                     "batched call, so all its vertices must sit at the same level."
                 )
-            for key in ("phi", "action_dim", "message_dim", "period"):
-                values = {repr(self.attr(v, key)) for v in members}
+            for key in ("phi", "action_dim", "message_dim", "period", "reward"):
+                values = {repr(self.reward(v) if key == "reward" else self.attr(v, key)) for v in members}
                 if len(values) > 1 and not (key == "action_dim" and g == self.env_group):
                     raise GraphError(
                         f"group {g!r} has inconsistent {key} across its vertices {members}: {sorted(values)}."
@@ -268,6 +307,10 @@ class RNGraph:
         """The value of vertex attribute ``name`` for ``v`` (its own, its level's ``periods`` entry, or the default)."""
         if name == "period" and self._level_periods is not None and name not in self.nx.nodes[v]:
             return self._level_periods[self._levels[v]]
+        if (name == "reward" and self._vertex_reward is not None and name not in self.nx.nodes[v]
+                and self.nx.in_degree(v) > 0
+                and (self.nx.out_degree(v) == 0 or not isinstance(self._vertex_reward, GoalReward))):
+            return self._vertex_reward  # every vertex with superiors (a goal reward: every motor with superiors)
         return self.nx.nodes[v].get(name, self._defaults.get(name))
 
     def period(self, group: str) -> int:
@@ -278,6 +321,21 @@ class RNGraph:
             5
         """
         return self.attr(self._groups[group][0], "period")
+
+    def reward(self, v: Any) -> VertexReward:
+        """The reward function of vertex ``v`` (:mod:`torchrl_rn.rewards`; :class:`PsiReward` by default).
+
+        Examples:
+            >>> RNGraph.tree(4, [2], vertex_reward="advantage:0.5").reward("motor_0")
+            SuperiorAdvantage(alpha=0.5, normalize=True)
+            >>> RNGraph.tree(4, [2], vertex_reward="advantage:0.5").reward("l1_0")  # a root keeps psi
+            PsiReward()
+        """
+        return self._rewards[v]
+
+    def group_reward(self, group: str) -> VertexReward:
+        """The reward function shared by ``group``'s vertices."""
+        return self._rewards[self._groups[group][0]]
 
     @property
     def has_periods(self) -> bool:

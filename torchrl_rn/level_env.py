@@ -17,6 +17,13 @@ Two uses of one :class:`~torchrl.envs.Transform`:
   the environment. Its actions are level ``l``'s instructions, its observations their messages from below and its
   rewards ``psi`` of the level below's rewards: an ordinary TorchRL env that any stock policy and loss can train.
   Stack views (``l = 1`` on the raw env, ``l = 2`` on that) for a 3-level hierarchy, as TAG does.
+
+A motors' group whose reward function is a :class:`~torchrl_rn.rewards.GoalReward` (graph attribute ``reward``)
+also gets ``("next", group, "vertex_reward")`` (a reward spec entry), computed at every step by a
+:class:`~torchrl_rn.rewards.GoalRewardModule` from the step's observation and instruction and the next observation;
+the group's ``reward`` stays the task's (what ``psi`` routes up and what evaluation reads) and
+:class:`~torchrl_rn.GraphGAE` trains the group on ``vertex_reward``. It needs the step's observation, so put
+``LevelEnv`` outside a batched env (on a ``SerialEnv``/``ParallelEnv``, not inside its workers) when goals are used.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.rewards import GoalReward, GoalRewardModule
 
 if TYPE_CHECKING:
     from torchrl_rn.composer import GraphComposer
@@ -136,6 +144,13 @@ class LevelEnv(Transform):
                 g, k = next(iter(slow.items()))
                 raise GraphError(f"the TAG view does not support decision periods yet: group {g!r} has period {k}; "
                                  "use the graph transform (LevelEnv(graph)) with a GraphComposer policy.")
+        goals = {g: graph.group_reward(g) for g in graph.groups if isinstance(graph.group_reward(g), GoalReward)}
+        if level is not None and goals:
+            g = next(iter(goals))
+            raise GraphError(f"the TAG view does not support goal rewards: group {g!r} has reward "
+                             f"{str(goals[g])!r}; use the graph transform (LevelEnv(graph)).")
+        #: the goal reward of each motors' group that has one (it writes ("next", group, "vertex_reward"))
+        self.goal_rewards = torch.nn.ModuleDict({g: GoalRewardModule(graph, g, r) for g, r in goals.items()})
         self._dims: dict | None = None
         self._routing = {}
         for g in self.exposed:
@@ -190,6 +205,11 @@ class LevelEnv(Transform):
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         dims = self._set_dims(observation_spec)
         device = observation_spec.device
+        for g, module in self.goal_rewards.items():
+            if module.reward.stop > dims[g]["observation"]:
+                raise GraphError(f"group {g!r}: goal reward {str(module.reward)!r} reads observation entries "
+                                 f"{module.reward.start}-{module.reward.stop}, but the observation has "
+                                 f"{dims[g]['observation']}.")
         for g in self.exposed:
             make = {}
             if self.level is not None:
@@ -227,7 +247,10 @@ class LevelEnv(Transform):
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
         device = reward_spec.device
         for g in self.exposed:
-            self._add_specs(reward_spec, g, {"reward": lambda s: Unbounded(shape=(*s, 1), device=device)})
+            make = {"reward": lambda s: Unbounded(shape=(*s, 1), device=device)}
+            if g in self.goal_rewards:
+                make["vertex_reward"] = make["reward"]
+            self._add_specs(reward_spec, g, make)
         return reward_spec
 
     def transform_done_spec(self, done_spec: Composite) -> Composite:
@@ -320,6 +343,20 @@ class LevelEnv(Transform):
                 reward = torch.stack([self._vertex_reward(v, next_tensordict) for v in graph.groups[g]], -1)
             self._set(next_tensordict, g, "reward", reward.unsqueeze(-1))
 
+    def _goal_rewards(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> None:
+        for g, module in self.goal_rewards.items():
+            obs = tensordict.get((g, "observation"), None)
+            if obs is None:
+                raise KeyError(f"LevelEnv: group {g!r}'s goal reward needs the step's ({g!r}, 'observation'), which "
+                               "this step's input lacks (inside a batched env's worker?): put LevelEnv outside the "
+                               "batched env.")
+            instruction = tensordict.get((g, "instruction"), None)
+            if instruction is None:  # no policy wrote one: the zero instruction, as _step carries it
+                instruction = self._zeros(next_tensordict, g, self.dims[g]["instruction"])
+            reward = module.compute(obs, instruction, next_tensordict.get((g, "observation")),
+                                    next_tensordict.get((g, "reward")))
+            self._set(next_tensordict, g, "vertex_reward", reward)
+
     def _vertex_reward(self, v, next_tensordict: TensorDictBase) -> torch.Tensor:
         graph = self.graph
         subs = graph.subordinates(v)
@@ -338,6 +375,7 @@ class LevelEnv(Transform):
         if self.level is not None:
             self._observe(next_tensordict)
         self._route_rewards(next_tensordict)
+        self._goal_rewards(tensordict, next_tensordict)
         self._expand_done(next_tensordict)
         dims = self.dims
         for g in self.exposed:

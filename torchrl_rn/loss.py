@@ -19,6 +19,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from torchrl_rn.advantage import GraphGAE
 from torchrl_rn.composer import GraphComposer
+from torchrl_rn.rewards import GoalReward
 
 __all__ = ["RNLoss"]
 
@@ -50,9 +51,10 @@ class RNLoss(LossModule):
         composer (GraphComposer): the composed graph; its actors, value heads and encoders are trained.
 
     Keyword Args:
-        loss_cls (type): the per-group TorchRL loss. Defaults to :class:`~torchrl.objectives.ClipPPOLoss`
-            (``MAPPOLoss``/``IPPOLoss`` work too). A composer built with ``value_norm=True`` gives each group loss its
-            group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes ``MAPPOLoss``, which has that hook).
+        loss_cls (type or Mapping[str, type]): the per-group TorchRL loss. Defaults to
+            :class:`~torchrl.objectives.ClipPPOLoss` (``MAPPOLoss``/``IPPOLoss`` work too); a ``{group: class}``
+            mapping chooses it per group (groups left out get ``ClipPPOLoss``). A composer built with
+            ``value_norm=True`` gives each group loss its group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes ``MAPPOLoss``, which has that hook).
         clip_epsilon, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage: passed to every group's
             loss. Advantages are standardised over batch and time but not across a group's agents (TorchRL's
             multi-agent convention).
@@ -120,7 +122,7 @@ class RNLoss(LossModule):
         self,
         composer: GraphComposer,
         *,
-        loss_cls: type[LossModule] = ClipPPOLoss,
+        loss_cls: type[LossModule] | Mapping[str, type[LossModule]] = ClipPPOLoss,
         clip_epsilon: float = 0.2,
         entropy_coeff: float = 0.01,
         critic_coeff: float = 1.0,
@@ -140,12 +142,16 @@ class RNLoss(LossModule):
             raise KeyError(f"group_coeffs names unknown group(s) {sorted(unknown)}; groups: {list(self.graph.groups)}.")
         self.group_coeffs = {g: float((group_coeffs or {}).get(g, 1.0)) for g in self.graph.groups}
         self.group_losses = nn.ModuleDict()
+        if isinstance(loss_cls, Mapping) and set(loss_cls) - set(self.graph.groups):  # one learner per group
+            raise KeyError(f"loss_cls names unknown group(s) {sorted(set(loss_cls) - set(self.graph.groups))}; "
+                           f"groups: {list(self.graph.groups)}.")
         for g in self.graph.groups:
             value_norm = getattr(composer.vertex_groups[g], "value_norm", None)
-            cls, extra = loss_cls, {}
+            cls = loss_cls.get(g, ClipPPOLoss) if isinstance(loss_cls, Mapping) else loss_cls
+            extra = {}
             if value_norm is not None:  # GraphComposer(value_norm=True): the critic loss on the normalised scale
                 # MAPPOLoss is ClipPPOLoss plus that ValueNorm hook (its other defaults are set explicitly here)
-                cls, extra = (MAPPOLoss if loss_cls is ClipPPOLoss else loss_cls), {"value_norm": value_norm}
+                cls, extra = (MAPPOLoss if cls is ClipPPOLoss else cls), {"value_norm": value_norm}
             self.group_losses[g] = cls(
                 composer.actor(g), composer.value_head(g), clip_epsilon=clip_epsilon, entropy_coeff=entropy_coeff,
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
@@ -183,6 +189,8 @@ class RNLoss(LossModule):
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
             if self.graph.period(g) > 1:
                 found.append((g, "decided"))
+            if isinstance(self.graph.group_reward(g), GoalReward):  # the reward its estimator trains it on
+                found.append(("next", g, "vertex_reward"))
         return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
 
     @property

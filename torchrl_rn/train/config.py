@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from torchrl_rn.graph import NEIGHBOURHOODS, PHI_OPTIONS
+from torchrl_rn.rewards import REWARD_HELP, parse_reward
 
 __all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help"]
 
@@ -30,7 +31,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock")
+           "observe_clock", "vertex_reward", "level_critics")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -127,6 +128,11 @@ class TrainConfig:
                         "vertex decides every step; rn only")
     observe_clock: bool = _opt(False, "subordinates also observe the steps left until their superiors' next "
                                "decisions (with --periods); rn only")
+    vertex_reward: str = _opt("psi", "reward function of every vertex that has superiors (roots keep psi; a goal "
+                              "reward goes to the motors): " + REWARD_HELP + "; rn only")
+    level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "
+                              "learners per level: 'group,local' gives the motors a MAPPO-style centralised critic "
+                              "under managers with local, PPO-style critics); '' = --critic for every level; rn only")
     # ---- evaluation, bookkeeping
     eval_every: int = _opt(2, "evaluate the deterministic policy every this many iterations (and after the last)",
                            unit="iterations")
@@ -249,6 +255,11 @@ class TrainConfig:
         if self.critic not in CRITICS:
             raise ValueError(f"--critic must be one of {CRITICS}, got {self.critic!r}.")
         self.period_list  # noqa: B018 (parses --periods: refuses a bad value here)
+        self.critic_setting  # noqa: B018 (parses --level-critics: refuses a bad value here)
+        try:
+            parse_reward(self.vertex_reward)
+        except ValueError as err:
+            raise ValueError(f"--vertex-reward: {err}") from None
         if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
@@ -279,6 +290,18 @@ class TrainConfig:
         return values
 
     @property
+    def critic_setting(self) -> str | list[str]:
+        """The ``critic`` of :class:`~torchrl_rn.GraphComposer`: ``critic``, or ``level_critics`` as one scope per
+        level from the motors up."""
+        if not self.level_critics.strip():
+            return self.critic
+        scopes = [c.strip() for c in self.level_critics.split(",")]
+        if any(c not in CRITICS for c in scopes):
+            raise ValueError(f"--level-critics takes one of {CRITICS} per level from the motors up (e.g. group,local), "
+                             f"got {self.level_critics!r}.")
+        return scopes
+
+    @property
     def num_envs(self) -> int:
         return self.frames_per_batch // self.max_steps
 
@@ -300,7 +323,9 @@ class TrainConfig:
             return self.algo
         graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
         periods = f"-p{self.periods.replace(',', '-')}" if self.period_list else ""
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods)}"
+        reward = "" if self.vertex_reward == "psi" else f"-r{self.vertex_reward.replace(':', '').replace(',', '-')}"
+        critics = f"-c{self.level_critics.replace(',', '-')}" if self.level_critics.strip() else ""
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods + reward + critics)}"
 
 
 def _flag(name: str) -> str:

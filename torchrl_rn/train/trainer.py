@@ -136,7 +136,7 @@ class RNTrainer:
         if cfg.algo == "rn":
             try:
                 self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi},
-                                               periods=cfg.period_list)
+                                               periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
             except GraphError as err:
                 raise GraphError(f"--graph {cfg.graph!r} with {self.n_agents} agents: {err}") from None
         self.env = self._wrap(base)
@@ -160,7 +160,7 @@ class RNTrainer:
         if cfg.algo == "rn":
             self.composer = GraphComposer(
                 self.graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
-                share_params=cfg.share_params, critic=cfg.critic,
+                share_params=cfg.share_params, critic=cfg.critic_setting,
                 detach_messages=cfg.detach_messages, observe_clock=cfg.observe_clock, value_norm=cfg.value_norm,
                 device=self.device,
             )
