@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 
 from benchmark_stats import mean_ci95  # the benchmark's own statistics (this script runs from benchmarks/)
+from learning import TASK_KNOWLEDGE  # methods that use task knowledge (a goal space), labelled so in the tables
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: evaluations averaged by the second table
@@ -59,7 +60,8 @@ def _learning(tasks: list[Path]) -> str:
 def _table(data: list[dict], methods: list[str], score) -> str:
     """One row per task file, one cell per method: ``score(run)`` averaged over seeds, with its 95% CI."""
     lines = [
-        "| task (preset, seeds, frames) | " + " | ".join(methods) + " |",
+        "| task (preset, seeds, frames) | "
+        + " | ".join(f"{m} (task knowledge)" if m in TASK_KNOWLEDGE else m for m in methods) + " |",
         "| --- | " + " | ".join("---" for _ in methods) + " |",
     ]
     for d in data:

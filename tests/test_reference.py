@@ -47,3 +47,12 @@ def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
     text = make_table.table(tmp_path)
     assert "| vmas/balance (4 agents, 100 steps) | `p` | 13.0 ± 1.0 (4 episodes) |" in text
     assert "| vmas/navigation | none: needs cvxpy | |" in text
+
+
+def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
+    make_table = load(monkeypatch, "make_table")
+    run = {"eval_return": [1.0, 2.0]}
+    result = {"task": "vmas/balance", "preset": "rewards", "seeds": [0], "hyperparameters": {"frames": 10},
+              "methods": {"mappo": {"seeds": {"0": run}}, "rn-tree2-p5-goal": {"seeds": {"0": run}}}}
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
+    assert "| mappo | rn-tree2-p5-goal (task knowledge) |" in make_table.table(tmp_path)
