@@ -180,14 +180,16 @@ def test_cli_wrong_agent_count(capsys, tmp_path):
 def test_cli_resume_from_something_that_is_not_a_checkpoint(capsys, tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
-    code, out = run_cli(capsys, "train", "--resume", str(bogus))
-    assert code == 2 and out.err.count("\n") == 1 and "is not a torchrl-rn checkpoint" in out.err
-    code, out = run_cli(capsys, "train", "--resume", str(tmp_path / "missing"))
-    assert code == 2 and "no checkpoint at" in out.err
     foreign = tmp_path / "foreign.pt"  # a torch file, but not ours
     torch.save({"weights": torch.zeros(2)}, foreign)
-    code, out = run_cli(capsys, "train", "--resume", str(foreign))
-    assert code == 2 and out.err == f"rn: error: '{foreign}' is not a torchrl-rn checkpoint.\n"
+    for command in (["train", "--resume"], ["eval"]):  # rn eval refuses the same files
+        code, out = run_cli(capsys, *command, str(bogus))
+        assert code == 2 and out.err.count("\n") == 1 and "is not a torchrl-rn checkpoint" in out.err
+        code, out = run_cli(capsys, *command, str(tmp_path / "missing"))
+        assert code == 2 and out.err == f"rn: error: no checkpoint at '{tmp_path / 'missing'}'.\n"
+        code, out = run_cli(capsys, *command, str(foreign))
+        assert code == 2 and out.err == f"rn: error: '{foreign}' is not a torchrl-rn checkpoint.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pt", "notes.txt"]
 
 
 def test_config_validation():
