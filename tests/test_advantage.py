@@ -77,10 +77,15 @@ def test_chain_mixing_hand_computed(chain, neighbourhood, expected):
     graph, rewards = chain
     data = chain_data(graph, rewards)
     gae = GraphGAE(graph, gamma=0.9, lmbda=0.8, value_network=ZeroCritic(graph), beta=0.5, neighbourhood=neighbourhood)
+    keys = set(data.keys(True, True))
+    estimate = gae.value_estimate(data)  # the unmixed targets, data left alone
+    assert set(data.keys(True, True)) == keys
+    assert set(estimate.keys(True, True)) == {(g, "value_target") for g in graph.groups}
     gae(data)
     for g, value in expected.items():
         assert data[g, "advantage"].item() == pytest.approx(value)
         assert data[g, "value_target"].item() == pytest.approx(rewards[g][0])  # targets stay unmixed
+        assert estimate[g, "value_target"].item() == pytest.approx(rewards[g][0])
 
 
 def test_explicit_weight_matrix(chain):
@@ -108,6 +113,20 @@ def test_root_done_fallback_matches_group_done(composed):
     without = gae(data)
     for g in graph.groups:
         torch.testing.assert_close(with_group[g, "advantage"], without[g, "advantage"])
+    # per-vertex flags pass through; a group without flags of its own gets the root's, broadcast
+    data = rollout(env, composer.policy, steps=3)
+    for key in ("done", "terminated"):  # no episode ends in 3 steps; end only motor 0's at the last step
+        flag = torch.zeros_like(data["next", "agents", key])
+        flag[:, -1, 0] = True
+        data["next", "agents", key] = flag
+        del data["next", "level1", key]  # level1 has no flags of its own: the root's (all False) are broadcast
+    GraphGAE(graph, gamma=0.9, lmbda=1.0, value_network=composer.critic)(data)
+    reward, target = data["next", "agents", "reward"][:, -1], data["agents", "value_target"][:, -1]
+    next_value = data["next", "agents", "state_value"][:, -1]
+    torch.testing.assert_close(target[:, 0], reward[:, 0])  # motor 0 terminated: no bootstrap
+    torch.testing.assert_close(target[:, 1:], reward[:, 1:] + 0.9 * next_value[:, 1:])  # the others bootstrap
+    level1 = data["level1", "value_target"][:, -1]
+    torch.testing.assert_close(level1, data["next", "level1", "reward"][:, -1] + 0.9 * data["next", "level1", "state_value"][:, -1])
 
 
 @pytest.mark.parametrize("loss_cls", [ClipPPOLoss, MAPPOLoss, IPPOLoss])
@@ -186,6 +205,16 @@ def test_bootstraps_on_truncation_not_on_termination(chain, beta, terminated, pe
     }
     for g in graph.groups:
         torch.testing.assert_close(data[g, "advantage"].flatten(), torch.tensor(mixed[g]))
+    assert not data["agents", "advantage"].requires_grad  # not differentiable by default
+    if beta == 0.0 and per_group_flags:  # differentiable=True keeps gradients through the critic
+        critic = ConstantCritic(graph, values)
+        data = two_step_data(graph, rewards, terminated=terminated, per_group_flags=True)
+        GraphGAE(graph, gamma=gamma, lmbda=lmbda, value_network=critic, differentiable=True)(data)
+        data["agents", "advantage"].sum().backward()
+        d_a1 = -1.0 if terminated else gamma - 1  # d(A0 + A1)/dv from the hand formulas above
+        expected = d_a1 + (gamma - 1) + gamma * lmbda * d_a1
+        torch.testing.assert_close(critic.values["agents"].grad, torch.tensor(expected))
+        assert critic.values["level1"].grad is None  # beta = 0: no other group's advantage mixed in
 
 
 @pytest.mark.parametrize("terminated", [False, True])
@@ -202,55 +231,6 @@ def test_beta_zero_equals_torchrl_gae_on_truncation(composed, terminated):
         reward, target = data["next", g, "reward"][0, end], data[g, "value_target"][0, end]
         expected = reward + (0.0 if terminated else 0.97 * data["next", g, "state_value"][0, end])
         torch.testing.assert_close(target, expected)
-
-
-def test_per_vertex_flags_pass_through_and_root_flags_broadcast(composed):
-    graph, env, composer = composed("tree2")
-    data = rollout(env, composer.policy, steps=3)
-    for key in ("done", "terminated"):  # no episode ends in 3 steps; end only motor 0's at the last step
-        flag = torch.zeros_like(data["next", "agents", key])
-        flag[:, -1, 0] = True
-        data["next", "agents", key] = flag
-        del data["next", "level1", key]  # level1 has no flags of its own: the root's (all False) are broadcast
-    GraphGAE(graph, gamma=0.9, lmbda=1.0, value_network=composer.critic)(data)
-    reward, target = data["next", "agents", "reward"][:, -1], data["agents", "value_target"][:, -1]
-    next_value = data["next", "agents", "state_value"][:, -1]
-    torch.testing.assert_close(target[:, 0], reward[:, 0])  # motor 0 terminated: no bootstrap
-    torch.testing.assert_close(target[:, 1:], reward[:, 1:] + 0.9 * next_value[:, 1:])  # the others bootstrap
-    level1 = data["level1", "value_target"][:, -1]
-    torch.testing.assert_close(level1, data["next", "level1", "reward"][:, -1] + 0.9 * data["next", "level1", "state_value"][:, -1])
-
-
-def test_value_estimate_returns_unmixed_targets_and_leaves_data_alone(composed):
-    graph, env, composer = composed("tree2")
-    data = rollout(env, composer.policy)
-    keys = set(data.keys(True, True))
-    gae = GraphGAE(graph, gamma=0.9, lmbda=0.9, value_network=composer.critic, beta=0.7)
-    estimate = gae.value_estimate(data)
-    assert set(data.keys(True, True)) == keys
-    full = gae(data.clone())
-    assert set(estimate.keys(True, True)) == {(g, "value_target") for g in graph.groups}
-    unmixed = GraphGAE(graph, gamma=0.9, lmbda=0.9, value_network=composer.critic)(data.clone())
-    for g in graph.groups:
-        torch.testing.assert_close(estimate[g, "value_target"], full[g, "value_target"])
-        torch.testing.assert_close(estimate[g, "value_target"], unmixed[g, "value_target"])
-
-
-@pytest.mark.parametrize("differentiable", [False, True])
-def test_differentiable_keeps_gradients_through_the_critic(chain, differentiable):
-    graph, _ = chain
-    rewards = {"agents": [1.0, 2.0], "level1": [0.5, -1.0], "level2": [3.0, 4.0]}
-    critic = ConstantCritic(graph, {"agents": 1.0, "level1": 2.0, "level2": -3.0})
-    data = two_step_data(graph, rewards, terminated=True, per_group_flags=True)
-    gamma, lmbda = 0.9, 0.8
-    GraphGAE(graph, gamma=gamma, lmbda=lmbda, value_network=critic, differentiable=differentiable)(data)
-    adv = data["agents", "advantage"]
-    assert adv.requires_grad is differentiable
-    if differentiable:
-        # A1 = r1 - v (terminated), A0 = r0 + gamma v - v + gamma lmbda A1: dA/dv summed = (gamma - 1) - 1 - gamma lmbda
-        adv.sum().backward()
-        torch.testing.assert_close(critic.values["agents"].grad, torch.tensor(gamma - 2 - gamma * lmbda))
-        assert critic.values["level1"].grad is None
 
 
 def tutorial_keyed(loss_cls, composer, group="agents"):

@@ -41,24 +41,21 @@ def inputs(tmp_path_factory):
     old["format"] = "torchrl-rn/1"
     torch.save(old, root / "old.pt")
     torch.save({"format": "torchrl-rn/2", "payload": Evil(root / "pwned")}, root / "evil.pt")
+    # the crafted file does create a file when unpickled the unsafe way (shown on a copy aimed elsewhere): the table's
+    # "no pwned file" check means something
+    probe = tmp_path_factory.mktemp("probe")
+    torch.save({"format": "torchrl-rn/2", "payload": Evil(probe / "marker")}, probe / "evil.pt")
+    torch.load(probe / "evil.pt", weights_only=False)
+    assert (probe / "marker").exists()
     return root
 
 
 # (name, argv with {d} for the inputs folder and {t} for a fresh folder, text the one error line must contain)
 CASES = [
-    ("unknown task prefix", ["train", "--task", "foo/bar", "--out", "{t}/run"], "'foo/bar'"),
-    ("unknown vmas scenario", ["train", "--task", "vmas/no_such_scenario", "--out", "{t}/run"], "no_such_scenario"),
-    ("unknown gym env", ["train", "--task", "gym/NoSuchEnv-v0", "--out", "{t}/run"], "NoSuchEnv-v0"),
     ("tree of 0 levels", [*TINY, "--graph", "tree:0", "--out", "{t}/run"], "tree:0"),
     ("dag:4 with 5 agents", [*TINY, "--n-agents", "5", "--graph", "dag:4", "--out", "{t}/run"], "--graph 'dag:4'"),
-    ("unknown graph spec", [*TINY, "--graph", "pyramid", "--out", "{t}/run"], "pyramid"),
-    ("missing graph file", [*TINY, "--graph", "{d}/missing.json", "--out", "{t}/run"], "missing.json"),
-    ("malformed graph file", [*TINY, "--graph", "{d}/bad.json", "--out", "{t}/run"], "bad.json"),
-    ("too few agents for the task", ["train", "--task", "vmas/balance", "--n-agents", "1", "--out", "{t}/run"],
-     "n_agents=1"),
     ("zero agents", [*TINY, "--n-agents", "0", "--out", "{t}/run"], "--n-agents"),
     ("negative agents", [*TINY, "--n-agents", "-2", "--out", "{t}/run"], "--n-agents"),
-    ("unknown algo", [*TINY, "--algo", "qmix", "--out", "{t}/run"], "qmix"),
     ("lr zero", [*TINY, "--lr", "0", "--out", "{t}/run"], "--lr"),
     ("lr negative", [*TINY, "--lr", "-0.001", "--out", "{t}/run"], "--lr"),
     ("gamma above 1", [*TINY, "--gamma", "1.5", "--out", "{t}/run"], "--gamma"),
@@ -77,7 +74,6 @@ CASES = [
     ("beta negative", [*TINY, "--beta", "-0.5", "--out", "{t}/run"], "--beta"),
     ("unknown phi", [*TINY, "--phi", "max", "--out", "{t}/run"], "--phi"),
     ("unknown neighbourhood", [*TINY, "--neighbourhood", "sideways", "--out", "{t}/run"], "--neighbourhood"),
-    ("unknown logger", [*TINY, "--logger", "foo", "--out", "{t}/run"], "'foo'"),
     ("graph with mappo", [*TINY, "--algo", "mappo", "--graph", "dag", "--out", "{t}/run"], "--graph"),
     ("beta with ippo", [*TINY, "--algo", "ippo", "--beta", "0.5", "--out", "{t}/run"], "--beta"),
     ("phi with mappo", [*TINY, "--algo", "mappo", "--phi", "mean", "--out", "{t}/run"], "--phi"),
@@ -85,22 +81,19 @@ CASES = [
     ("out under a file", [*TINY, "--out", "{d}/afile/run"], "afile"),
     ("out is a file", [*TINY, "--out", "{d}/afile"], "afile"),
     ("out holds a finished run", [*TINY, "--out", "{d}/run"], "--force"),
-    ("resume from nothing", ["train", "--resume", "{d}/missing"], "missing"),
-    ("resume from a text file", ["train", "--resume", "{d}/notes.txt"], "notes.txt"),
-    ("resume from a foreign torch file", ["train", "--resume", "{d}/foreign.pt"], "foreign.pt"),
     ("resume from an old format", ["train", "--resume", "{d}/old.pt"], "torchrl-rn/1"),
     ("resume from a crafted pickle", ["train", "--resume", "{d}/evil.pt"], "evil.pt"),
     ("resume with a changed setting", ["train", "--resume", "{d}/run", "--lr", "0.5"], "--lr"),
     ("resume with another task", ["train", "--resume", "{d}/run", "--task", "vmas/balance"], "--task"),
     ("resume into another folder", ["train", "--resume", "{d}/run", "--out", "{t}/elsewhere"], "--out"),
     ("resume with force", ["train", "--resume", "{d}/run", "--force"], "--force"),
-    ("eval of nothing", ["eval", "{d}/missing"], "missing"),
-    ("eval of a text file", ["eval", "{d}/notes.txt"], "notes.txt"),
-    ("eval of a foreign torch file", ["eval", "{d}/foreign.pt"], "foreign.pt"),
     ("eval of a crafted pickle", ["eval", "{d}/evil.pt"], "evil.pt"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("cuda on a CPU build", [*TINY, "--device", "cuda", "--out", "{t}/run"], "--device 'cuda'"))
+assert len(CASES) >= 25, "issue 12 asks for a table of at least 25 bad inputs"
+# (bad inputs 5e65202 already refused in one line live in test_train.py's CLI tests and
+# test_graph_error_names_the_graph_file)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -125,17 +118,6 @@ def test_bad_input_is_refused_in_one_line(name, argv, culprit, inputs, tmp_path,
     assert not (inputs / "pwned").exists()
 
 
-def test_the_crafted_checkpoint_would_run_code_without_weights_only(inputs, tmp_path):
-    """The crafted file of the table does create a file when unpickled the unsafe way: the table's check means
-    something."""
-    marker = tmp_path / "marker"
-    torch.save({"format": "torchrl-rn/2", "payload": Evil(marker)}, tmp_path / "evil.pt")
-    torch.load(tmp_path / "evil.pt", weights_only=False)
-    assert marker.exists()
-
-
-def test_at_least_25_bad_inputs():
-    assert len(CASES) >= 25
 
 
 def test_internal_errors_keep_their_traceback(inputs, tmp_path, monkeypatch):
@@ -153,6 +135,9 @@ def test_internal_errors_keep_their_traceback(inputs, tmp_path, monkeypatch):
 def test_graph_error_names_the_graph_file(inputs, tmp_path, capsys):
     path = tmp_path / "g.json"
     path.write_text(json.dumps({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "zz"}]}))
-    code = main(["train", *TINY, "--graph", str(path), "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.splitlines()) == 1 and str(path) in err
+    # a graph the file describes wrongly, a file that is not JSON, no file at all
+    for graph in (path, inputs / "bad.json", inputs / "missing.json"):
+        code = main(["train", *TINY, "--graph", str(graph), "--out", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1 and str(graph) in err, err
+        assert not (tmp_path / "run").exists()

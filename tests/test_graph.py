@@ -94,14 +94,16 @@ def test_group_spanning_levels():
         RNGraph(g)
 
 
-def test_unknown_graph_spec():
+def test_unknown_graph_spec(tmp_path):
     with pytest.raises(GraphError, match="unknown graph spec 'star'"):
         RNGraph.from_spec("star", 4)
     with pytest.raises(GraphError, match="cannot read graph spec 'tree:x'"):
         RNGraph.from_spec("tree:x", 4)
+    with pytest.raises(GraphError, match=r"cannot read graph file '.*missing\.json'"):
+        RNGraph.from_spec(str(tmp_path / "missing.json"), 2)
 
 
-def test_order_of_superiors_and_subordinates_follows_edge_insertion():
+def test_order_of_superiors_and_subordinates_follows_edge_insertion(tmp_path):
     g = nx.DiGraph()
     g.add_edges_from([("b", "m1"), ("b", "m0"), ("a", "m0"), ("b", "m2")])
     graph = RNGraph(g)
@@ -112,6 +114,16 @@ def test_order_of_superiors_and_subordinates_follows_edge_insertion():
     g2.add_edge("b", "m1", order=1)
     g2.add_edge("b", "m0", order=0)
     assert RNGraph(g2).subordinates("b") == ["m0", "m1"]
+    # the order survives a node-link JSON file read by from_spec, with the vertices' attributes
+    g = nx.DiGraph()
+    g.add_edges_from([("boss", "m1"), ("boss", "m0"), ("aide", "m1")])
+    g.nodes["boss"]["psi"] = "mean"
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(nx.node_link_data(g, edges="edges")))
+    graph = RNGraph.from_spec(str(path), 2)
+    assert graph.groups == {"agents": ["m1", "m0"], "level1": ["boss", "aide"]}
+    assert graph.subordinates("boss") == ["m1", "m0"] and graph.superiors("m1") == ["boss", "aide"]
+    assert graph.attr("boss", "psi") == "mean" and graph.attr("aide", "psi") == "sum"
 
 
 def test_levels_groups_and_motor_binding():
@@ -157,6 +169,19 @@ def test_adjacency_neighbourhoods():
     torch.testing.assert_close(chain.adjacency("both"), up + up.T)
     with pytest.raises(ValueError, match="unknown neighbourhood"):
         chain.adjacency("sideways")
+    # a DAG with a shared motor and a root, checked by hand; group_of in the same vertex order
+    graph = RNGraph.overlapping(4, 2, root=True)
+    assert [graph.group_of(v) for v in graph.vertex_order] == ["agents"] * 4 + ["level1"] * 2 + ["level2"]
+    with pytest.raises(KeyError):
+        graph.group_of("nobody")
+    down = graph.adjacency("down")
+    # by hand: l1_0 -> motors 0, 1, 2; l1_1 -> motors 2, 3; l2_0 -> l1_0, l1_1 (indices 4, 5, 6)
+    expected = torch.zeros(7, 7)
+    for sup, subs in {4: [0, 1, 2], 5: [2, 3], 6: [4, 5]}.items():
+        expected[sup, subs] = 1.0
+    torch.testing.assert_close(down, expected)
+    torch.testing.assert_close(graph.adjacency("up"), expected.T)
+    torch.testing.assert_close(graph.adjacency(), expected + expected.T)
 
 
 @pytest.mark.parametrize(("n_agents", "n_managers", "fit"), [(5, 4, "1, 2, 3, 5"), (7, 6, "1, 2, 3, 4, 7")])
@@ -204,36 +229,7 @@ def test_graph_is_frozen_after_validation():
     assert RNGraph(editable).attr("b", "phi") == "mean"
 
 
-def test_group_of_and_adjacency_in_vertex_order():
-    graph = RNGraph.overlapping(4, 2, root=True)
-    assert [graph.group_of(v) for v in graph.vertex_order] == ["agents"] * 4 + ["level1"] * 2 + ["level2"]
-    with pytest.raises(KeyError):
-        graph.group_of("nobody")
-    down = graph.adjacency("down")
-    # by hand: l1_0 -> motors 0, 1, 2; l1_1 -> motors 2, 3; l2_0 -> l1_0, l1_1 (indices 4, 5, 6)
-    expected = torch.zeros(7, 7)
-    for sup, subs in {4: [0, 1, 2], 5: [2, 3], 6: [4, 5]}.items():
-        expected[sup, subs] = 1.0
-    torch.testing.assert_close(down, expected)
-    torch.testing.assert_close(graph.adjacency("up"), expected.T)
-    torch.testing.assert_close(graph.adjacency(), expected + expected.T)
-
-
 def test_skipping_edges_names_the_edge():
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     assert not skip.is_layered() and skip.skipping_edges() == [("top", "m1")]
     assert RNGraph.overlapping(4, 2, root=True).is_layered()
-
-
-def test_from_spec_reads_a_node_link_json_file(tmp_path):
-    g = nx.DiGraph()
-    g.add_edges_from([("boss", "m1"), ("boss", "m0"), ("aide", "m1")])
-    g.nodes["boss"]["psi"] = "mean"
-    path = tmp_path / "graph.json"
-    path.write_text(json.dumps(nx.node_link_data(g, edges="edges")))
-    graph = RNGraph.from_spec(str(path), 2)
-    assert graph.groups == {"agents": ["m1", "m0"], "level1": ["boss", "aide"]}
-    assert graph.subordinates("boss") == ["m1", "m0"] and graph.superiors("m1") == ["boss", "aide"]
-    assert graph.attr("boss", "psi") == "mean" and graph.attr("aide", "psi") == "sum"
-    with pytest.raises(GraphError, match=r"cannot read graph file '.*missing\.json'"):
-        RNGraph.from_spec(str(tmp_path / "missing.json"), 2)

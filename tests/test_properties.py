@@ -3,9 +3,9 @@
 Hypothesis draws DAGs of 1 to 4 levels (shared subordinates, skipped levels, per-level ``phi`` and ``action_dim``,
 per-vertex ``psi`` and ``share``, implicit or explicit agent bindings) and sometimes breaks them (a cycle, an unbound
 sink, two motors on one agent, an unknown option, a manager bound to an agent). Each graph must either validate,
-compose, step (with hand-checked routed rewards, also in the TAG view of level 1 where the graph is layered) and
-back-propagate, or raise a :class:`GraphError` that names one of
-its vertices.
+compose, pass TorchRL's ``check_env_specs`` inside ``SerialEnv`` workers, step (with hand-checked routed rewards, also
+in the TAG view of level 1 where the graph is layered), give RNLoss's ``out_keys`` with totals that sum the groups'
+terms, and back-propagate, or raise a :class:`GraphError` that names one of its vertices.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import networkx as nx
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from torchrl.envs import TransformedEnv
+from torchrl.envs import SerialEnv, TransformedEnv
+from torchrl.envs.utils import check_env_specs
 
 from torchrl_rn import GraphComposer, GraphError, LevelEnv, RNGraph, RNLoss
 from torchrl_rn.envs import MockMultiAgentEnv
@@ -98,6 +99,10 @@ def test_random_dag_validates_composes_steps_and_backpropagates_or_is_refused_by
     env = TransformedEnv(MockMultiAgentEnv(n_agents, num_envs=2, seed=0), LevelEnv(graph))
     composer = GraphComposer(graph, env, num_cells=8)
     loss = RNLoss(composer)
+    if graph.depth:  # LevelEnv in batched-env workers: every group's specs non-empty and matching what a step gives
+        serial = SerialEnv(2, lambda: TransformedEnv(MockMultiAgentEnv(n_agents, num_envs=1, seed=0), LevelEnv(graph)))
+        check_env_specs(serial, seed=0)
+        serial.close()
     with torch.no_grad():  # as a collector does
         data = env.rollout(3, composer.policy)
         loss.value_estimator(data)
@@ -118,6 +123,9 @@ def test_random_dag_validates_composes_steps_and_backpropagates_or_is_refused_by
         for i, v in enumerate(graph.groups[top]):
             torch.testing.assert_close(nxt[top, "reward"][..., i, 0], expected[v], msg=f"TAG view reward of {v!r}")
     out = loss(data)
+    assert set(loss.out_keys) <= set(out.keys(True, True))
+    for term in ("loss_objective", "loss_critic", "loss_entropy"):  # totals beside the per-group terms
+        torch.testing.assert_close(out[term], sum(out[g, term] for g in graph.groups), msg=term)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     for group in graph.groups:

@@ -91,25 +91,25 @@ def test_baselines_run_through_the_same_trainer(tmp_path, algo):
     assert (not torch.allclose(v, w)) is (algo == "mappo")
     # the mock env has a team done only: MultiAgentGAE broadcasts it, nothing is broadcast by hand
     assert trainer.loss.value_estimator.tensor_keys.done == "done"
+    if algo == "mappo":  # the same advantages as the team flags written per agent by hand
+        collector = trainer.make_collector(200)
+        data = next(iter(collector))
+        collector.shutdown()
+        assert data["next", "done"].any() and ("agents", "done") not in data["next"].keys(True)
+        ours = data.clone()
+        trainer._advantage(ours)
+        by_hand = data.clone()
+        for key in ("done", "terminated"):
+            flag = by_hand["next", key]
+            by_hand["next", "agents", key] = flag.unsqueeze(-2).expand(*flag.shape[:-1], 3, 1).clone()
+        estimator = trainer.loss.value_estimator
+        estimator.set_keys(done=("agents", "done"), terminated=("agents", "terminated"))
+        estimator(by_hand, params=trainer.loss.critic_network_params,
+                  target_params=trainer.loss.target_critic_network_params)
+        estimator.set_keys(done="done", terminated="terminated")
+        assert torch.equal(ours["advantage"], by_hand["advantage"])
     history = trainer.train()
     assert len(history) == 1 and "eval_return" in history[-1]
-
-
-def test_baselines_advantages_equal_per_agent_flags_broadcast_by_hand(tmp_path):
-    """TorchRL's MultiAgentGAE broadcasts the team done: the same advantages as flags written per agent by hand."""
-    trainer = RNTrainer(tiny_config(tmp_path, algo="mappo", frames=200), env_fn=mock_env_fn(), progress=False)
-    data = next(iter(trainer.make_collector(200)))
-    assert data["next", "done"].any() and ("agents", "done") not in data["next"].keys(True)
-    ours = data.clone()
-    trainer._advantage(ours)
-    by_hand = data.clone()
-    for key in ("done", "terminated"):
-        flag = by_hand["next", key]
-        by_hand["next", "agents", key] = flag.unsqueeze(-2).expand(*flag.shape[:-1], 3, 1).clone()
-    trainer.loss.set_keys(done=("agents", "done"), terminated=("agents", "terminated"))
-    trainer.loss.value_estimator(by_hand, params=trainer.loss.critic_network_params,
-                                 target_params=trainer.loss.target_critic_network_params)
-    assert torch.equal(ours["advantage"], by_hand["advantage"])
 
 
 @pytest.mark.parametrize("algo", ["mappo", "ippo"])
@@ -130,8 +130,22 @@ def test_baselines_keep_per_agent_done_flags(tmp_path):
     cfg = TrainConfig(task="pettingzoo/simple_spread_v3", n_agents=2, algo="mappo", frames=10, frames_per_batch=10,
                       max_steps=5, minibatch_size=10, epochs=1, num_cells=8, eval_envs=1, logger="",
                       out=str(tmp_path / "run"))
-    keys = RNTrainer(cfg, progress=False).loss.value_estimator.tensor_keys
+    trainer = RNTrainer(cfg, progress=False)
+    keys = trainer.loss.value_estimator.tensor_keys
     assert (keys.done, keys.terminated) == (("agents", "done"), ("agents", "terminated"))
+    collector = trainer.make_collector(10)
+    data = next(iter(collector))
+    collector.shutdown()
+    # agent 0 of env 0 terminates at step 1 on its own: the team goes on (the root flags stay False)
+    for key in ("done", "terminated"):
+        data["next", "agents", key][0, 1, 0] = True
+    assert not data["next", "done"][0, 1].any()
+    flags = data["next", "agents"].select("done", "terminated").clone()
+    trainer._advantage(data)
+    assert (data["next", "agents"].select("done", "terminated") == flags).all()  # read, not overwritten by the team's
+    target, reward = data[trainer.loss.tensor_keys.value_target], data["next", "agents", "reward"]
+    torch.testing.assert_close(target[0, 1, 0], reward[0, 1, 0])  # no bootstrap past agent 0's own termination
+    assert not torch.allclose(target[0, 1, 1], reward[0, 1, 1])  # agent 1 goes on and bootstraps
 
 
 def run_cli(capsys, *args):
@@ -140,10 +154,13 @@ def run_cli(capsys, *args):
 
 
 def test_cli_unknown_task(capsys, tmp_path):
-    code, out = run_cli(capsys, "train", "--task", "vmas/no_such_scenario", "--out", str(tmp_path))
-    assert code == 2
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rn: error:") and "no_such_scenario" in lines[0]
+    for task, culprit in (("vmas/no_such_scenario", "no_such_scenario"), ("foo/bar", "'foo/bar'"),
+                          ("gym/NoSuchEnv-v0", "NoSuchEnv-v0")):
+        code, out = run_cli(capsys, "train", "--task", task, "--out", str(tmp_path / "run"))
+        assert code == 2
+        lines = out.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rn: error:") and culprit in lines[0]
+        assert not (tmp_path / "run").exists()
 
 
 def test_cli_cyclic_graph(capsys, tmp_path):
@@ -163,10 +180,16 @@ def test_cli_wrong_agent_count(capsys, tmp_path):
 def test_cli_resume_from_something_that_is_not_a_checkpoint(capsys, tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
-    code, out = run_cli(capsys, "train", "--resume", str(bogus))
-    assert code == 2 and out.err.count("\n") == 1 and "is not a torchrl-rn checkpoint" in out.err
-    code, out = run_cli(capsys, "train", "--resume", str(tmp_path / "missing"))
-    assert code == 2 and "no checkpoint at" in out.err
+    foreign = tmp_path / "foreign.pt"  # a torch file, but not ours
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    for command in (["train", "--resume"], ["eval"]):  # rn eval refuses the same files
+        code, out = run_cli(capsys, *command, str(bogus))
+        assert code == 2 and out.err.count("\n") == 1 and "is not a torchrl-rn checkpoint" in out.err
+        code, out = run_cli(capsys, *command, str(tmp_path / "missing"))
+        assert code == 2 and out.err == f"rn: error: no checkpoint at '{tmp_path / 'missing'}'.\n"
+        code, out = run_cli(capsys, *command, str(foreign))
+        assert code == 2 and out.err == f"rn: error: '{foreign}' is not a torchrl-rn checkpoint.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pt", "notes.txt"]
 
 
 def test_config_validation():
