@@ -84,8 +84,9 @@ PRESETS = {
     "spread": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-dag"),
                      frames=300_000, normalize_advantage=True),
     # decision periods (issue 10): a manager that decides every 5 steps against one that decides every step, MAPPO and
-    # IPPO, 5 seeds at 300k frames (the medium preset's budget); about 20 min of one core per seed of every method
-    "periods": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
+    # IPPO, 5 seeds at 300k frames (the medium preset's budget); about 20 min of one core per seed of every method;
+    # and vertex rewards (issue 10 section 3): the period-5 manager whose motors are also trained on its advantage
+    "periods": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5", "rn-tree2-p5-adv"),
                       seeds=(0, 1, 2, 3, 4), frames=300_000),
     # simple_spread with the MAPPO paper's value normalisation and entropy 0.01 (its code's defaults) on top of
     # normalised advantages and truncated time limits: one seed of MAPPO stayed flat to 90k frames then rose from
@@ -93,11 +94,6 @@ PRESETS = {
     "spread-vn": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
                         seeds=(0, 1, 2, 3, 4), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01),
-    # vertex rewards (issue 10 section 3): a period-5 manager whose motors are also trained on its advantage, or on
-    # reaching the goals it sets (task knowledge: the goal is the agent's position), beside the same manager with
-    # plain psi rewards and MAPPO; 5 seeds at 300k frames
-    "rewards": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2-p5", "rn-tree2-p5-adv", "rn-tree2-p5-goal"),
-                      seeds=(0, 1, 2, 3, 4), frames=300_000),
     # seconds, for the schema test
     "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
                    frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),
