@@ -121,8 +121,13 @@ METHODS: dict[str, dict] = {
 }
 
 
+def uses_task_knowledge(definition: dict) -> bool:
+    """Whether a method's definition uses task knowledge (a goal space): tables label such methods so."""
+    return str(definition.get("vertex_reward", "")).startswith("goal")
+
+
 #: Methods that use task knowledge (a goal space, a shaped reward): a table must label them so.
-TASK_KNOWLEDGE = frozenset({"rn-tree2-p5-goal"})
+TASK_KNOWLEDGE = frozenset(m for m, d in METHODS.items() if uses_task_knowledge(d))
 
 
 def definition(method: str) -> dict:

@@ -12,7 +12,6 @@ import statistics
 from pathlib import Path
 
 from benchmark_stats import mean_ci95  # the benchmark's own statistics (this script runs from benchmarks/)
-from learning import TASK_KNOWLEDGE  # methods that use task knowledge (a goal space), labelled so in the tables
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: evaluations averaged by the second table
@@ -48,20 +47,50 @@ def _learning(tasks: list[Path]) -> str:
         return "_No learning results yet: run `python benchmarks/learning.py`._"
     data = [json.loads(p.read_text()) for p in tasks]
     methods = list(dict.fromkeys(m for d in data for m in d["methods"]))
-    final = _table(data, methods, lambda run: run["eval_return"][-1])
-    late = _table(data, methods, lambda run: statistics.fmean(run["eval_return"][-LATE:]))
-    return (f"{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
+    # a goal vertex reward is task knowledge (learning.uses_task_knowledge; not imported: this script needs no torch)
+    knowledge = {m for d in data for m, e in d["methods"].items()
+                 if str(e.get("definition", {}).get("vertex_reward", "")).startswith("goal")}
+    final = _table(data, methods, lambda run: run["eval_return"][-1], knowledge)
+    late = _table(data, methods, lambda run: statistics.fmean(run["eval_return"][-LATE:]), knowledge)
+    return (f"{_verdicts(data)}\n\n{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
             "seeds (the mean alone with one seed). Curves: `benchmarks/results/<preset>/<task>.png`.\n\n"
             f"The same runs scored by the mean of their last {LATE} evaluations (the last 150k frames of the full "
             "preset), less sensitive to one noisy evaluation of 16 episodes:\n\n"
             f"{late}")
 
 
-def _table(data: list[dict], methods: list[str], score) -> str:
+def _verdicts(data: list[dict]) -> str:
+    """Per task, each RN method against MAPPO on the final return: wins or loses only where the 95% CIs are disjoint.
+
+    Only results of the current harness (time limits as truncations) with at least 2 seeds on both sides count; a
+    comparison short of its preset's seeds says so.
+    """
+    rows = ["| task (preset, frames) | RN method | RN | MAPPO | verdict |", "| --- | --- | --- | --- | --- |"]
+    for d in data:
+        mappo = d["methods"].get("mappo", {}).get("seeds", {})
+        if "time_limit" not in d["hyperparameters"] or len(mappo) < 2:
+            continue
+        base, base_ci = mean_ci95([run["eval_return"][-1] for run in mappo.values()])
+        for method, entry in d["methods"].items():
+            if not method.startswith("rn") or len(entry["seeds"]) < 2:
+                continue
+            mean, ci = mean_ci95([run["eval_return"][-1] for run in entry["seeds"].values()])
+            verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
+            short = min(len(entry["seeds"]), len(mappo)) < len(d["seeds"])
+            verdict += f" (provisional: {len(entry['seeds'])} and {len(mappo)} of {len(d['seeds'])} seeds)" * short
+            rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
+                        f"{mean:.1f} ± {ci:.1f} | {base:.1f} ± {base_ci:.1f} | {verdict} |")
+    if len(rows) == 2:
+        return ""
+    return ("Where RN wins, ties or loses against MAPPO (final return, mean ± 95% CI; a win or a loss needs disjoint "
+            "intervals):\n\n" + "\n".join(rows))
+
+
+def _table(data: list[dict], methods: list[str], score, knowledge: set[str]) -> str:
     """One row per task file, one cell per method: ``score(run)`` averaged over seeds, with its 95% CI."""
     lines = [
         "| task (preset, seeds, frames) | "
-        + " | ".join(f"{m} (task knowledge)" if m in TASK_KNOWLEDGE else m for m in methods) + " |",
+        + " | ".join(f"{m} (task knowledge)" if m in knowledge else m for m in methods) + " |",
         "| --- | " + " | ".join("---" for _ in methods) + " |",
     ]
     for d in data:

@@ -53,6 +53,28 @@ def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
     make_table = load(monkeypatch, "make_table")
     run = {"eval_return": [1.0, 2.0]}
     result = {"task": "vmas/balance", "preset": "rewards", "seeds": [0], "hyperparameters": {"frames": 10},
-              "methods": {"mappo": {"seeds": {"0": run}}, "rn-tree2-p5-goal": {"seeds": {"0": run}}}}
+              "methods": {"mappo": {"seeds": {"0": run}}, "rn-tree2-p5-goal": {"definition": {"vertex_reward": "goal:pos"}, "seeds": {"0": run}}}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
     assert "| mappo | rn-tree2-p5-goal (task knowledge) |" in make_table.table(tmp_path)
+    learning = load(monkeypatch, "learning")
+    assert learning.TASK_KNOWLEDGE == {"rn-tree2-p5-goal"}  # the same rule, from the method definitions
+
+
+def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
+    make_table = load(monkeypatch, "make_table")
+
+    def runs(*finals):
+        return {"seeds": {str(i): {"eval_return": [0.0, f]} for i, f in enumerate(finals)}}
+
+    result = {"task": "vmas/balance", "preset": "p", "seeds": [0, 1, 2], "hyperparameters": {"frames": 10,
+              "time_limit": "truncated"},
+              "methods": {"mappo": runs(1.0, 2.0, 3.0), "rn-a": runs(9.0, 10.0, 11.0), "rn-b": runs(2.0, 3.0, 4.0),
+                          "rn-c": runs(-9.0, -8.0), "ippo": runs(100.0, 101.0)}}
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
+    text = make_table.table(tmp_path)
+    # 1, 2, 3: 2.0 ± 2.5 (t(2) = 4.303 / sqrt(3)); 9, 10, 11: 10.0 ± 2.5, disjoint; 2, 3, 4 overlaps
+    assert "| vmas/balance (p, 10) | rn-a | 10.0 ± 2.5 | 2.0 ± 2.5 | wins |" in text
+    assert "| vmas/balance (p, 10) | rn-b | 3.0 ± 2.5 | 2.0 ± 2.5 | ties |" in text
+    # -9, -8: -8.5 ± 6.4 (t(1) = 12.706 / sqrt(2) x 0.707): below 2.0 - 2.5 = -0.5 at -2.1
+    assert "| rn-c | -8.5 ± 6.4 | 2.0 ± 2.5 | loses (provisional: 2 and 3 of 3 seeds) |" in text
+    assert "| vmas/balance (p, 10) | ippo |" not in text  # only RN methods get a verdict
