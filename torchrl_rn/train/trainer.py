@@ -213,7 +213,7 @@ class RNTrainer:
         if getattr(self, "_unread", None) is None:
             actors = ([self.composer.actor(g) for g in self.graph.groups] if self.config.algo == "rn"
                       else [self.policy])
-            keys = ["next", "collector", *(k for a in actors for k in a.module[0].out_keys)]
+            keys = ["next", ("collector", "traj_ids"), *(k for a in actors for k in a.module[0].out_keys)]
             if self.config.algo == "rn":
                 keys += self.composer.messages.out_keys
             self._unread = list(dict.fromkeys(keys))
