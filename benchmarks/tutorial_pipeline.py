@@ -2,14 +2,14 @@
 
 The stock side is TorchRL's tutorial (``tutorials/sphinx-tutorials/multiagent_ppo.py``): VMAS navigation, a
 ``MultiAgentMLP`` policy (``ProbabilisticActor``, ``TanhNormal``) and centralised critic, ``ClipPPOLoss`` with GAE,
-a ``Collector``, a ``ReplayBuffer`` sampled without replacement, Adam and gradient clipping. Both sides leave out
-of the buffer what their loss does not read once the advantages are in (the ``"next"`` step, the collector's
-trajectory ids, the policy's distribution parameters and RN's bottom-up outputs, which the losses recompute).
-The RN side changes only what a user would change: the env is wrapped in :class:`~torchrl_rn.LevelEnv`, the
-policy and critic come from :class:`~torchrl_rn.GraphComposer`, the loss is :class:`~torchrl_rn.RNLoss` (its :class:`~torchrl_rn.GraphGAE`
-computes the advantages). Each measured iteration is one batch collected plus all its epochs of updates plus the
-weight update; the two pipelines alternate in one process and the median over ``reps`` iterations (after one
-warm-up) gives the training frames/s and the ratio RN / stock.
+a ``Collector``, a ``ReplayBuffer`` sampled without replacement, Adam and gradient clipping. Both sides leave out of
+the buffer what their loss does not read once the advantages are in (the ``"next"`` step, the collector's trajectory
+ids, the policy's distribution parameters and RN's bottom-up outputs, which the losses recompute). The RN side
+changes only what a user would change: the env is wrapped in :class:`~torchrl_rn.LevelEnv`, the policy and critic
+come from :class:`~torchrl_rn.GraphComposer`, the loss is :class:`~torchrl_rn.RNLoss` (its
+:class:`~torchrl_rn.GraphGAE` computes the advantages). Each measured iteration is one batch collected plus all its
+epochs of updates plus the weight update; the two pipelines alternate in one process and the median over ``reps``
+iterations (after one warm-up) gives the training frames/s and the ratio RN / stock.
 
 Writes ``<out>/tutorial_pipeline.json`` and ``<out>/tutorial_pipeline.png``:
 
