@@ -37,7 +37,7 @@ class GraphGather(nn.Module):
 
     The sources (``[*B, n_s, d_s]`` each) are flattened into one bank with a trailing zero slot; ``index``
     (``[n_out * dim_out]``) picks each output feature from the bank (the zero slot pads vertices that have
-    fewer inputs than the widest vertex of their group).
+    fewer inputs than the widest vertex of their group; it is left out where no vertex needs it).
 
     Args:
         index (torch.Tensor): long tensor of bank positions, ``-1`` for padding.
@@ -58,12 +58,14 @@ class GraphGather(nn.Module):
         super().__init__()
         self.register_buffer("index", index.long().clone(), persistent=False)
         self.n_out, self.dim_out, self.detach = n_out, dim_out, detach
+        self.padded = bool((index < 0).any())  # without padding, the bank needs no zero slot
 
     def forward(self, *sources: torch.Tensor) -> torch.Tensor:
         batch = sources[0].shape[:-2]
         flat = [s.reshape(*batch, -1) for s in sources]
-        flat.append(flat[0].new_zeros(*batch, 1))
-        bank = torch.cat(flat, -1)
+        if self.padded:
+            flat.append(flat[0].new_zeros(*batch, 1))
+        bank = flat[0] if len(flat) == 1 else torch.cat(flat, -1)
         if self.detach:
             bank = bank.detach()
         # -1 indexes the zero slot appended last
