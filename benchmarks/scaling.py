@@ -5,7 +5,9 @@ From 4 to 1,024 motors, 2 to 5 levels (trees of branching 4: ``tree:4`` on 4 and
 :class:`~torchrl_rn.GraphComposer`'s policy on a :class:`~torchrl_rn.LevelEnv`-wrapped mock env, against TorchRL's
 MAPPO actor over the same motors (a ``ProbabilisticActor`` over a ``MultiAgentMLP``, as in TorchRL's multi-agent
 PPO tutorial). Both alternate in one process; the median of ``reps`` steps is kept. ``ratio`` is RN's seconds per
-vertex over the flat actor's seconds per agent (<= 1.3 is issue 13's target). Peak memory is the highest running
+vertex over the flat actor's seconds per agent (<= 1.3 is issue 13's target); ``ratio_paired`` is the median over the
+rounds of that ratio within each round (RN and the flat actor timed back to back), less swayed by a load that
+changes during the run. Peak memory is the highest running
 sum of the CPU bytes the step's operators allocate and free (``torch.profiler``, ``profile_memory=True``), above its
 input.
 
@@ -42,7 +44,7 @@ class Preset:
     obs_dim: int = 16
     num_cells: int = 256
     manager_cells: int = 64
-    reps: int = 20
+    reps: int = 40
 
 
 PRESETS = {
@@ -99,11 +101,13 @@ def measure(p: Preset) -> list[dict]:
         rows.append({"motors": n, "graph": spec, "vertices": vertices, "levels": graph.depth + 1,
                      "rn_seconds": rn_s, "flat_seconds": flat_s, "rn_seconds_per_vertex": rn_s / vertices,
                      "flat_seconds_per_agent": flat_s / n, "ratio": (rn_s / vertices) / (flat_s / n),
+                     "ratio_paired": statistics.median((r / vertices) / (f / n)
+                                                       for r, f in zip(samples["rn"], samples["flat"])),
                      "rn_peak_bytes": memory["rn"], "flat_peak_bytes": memory["flat"],
                      "rn_samples": samples["rn"], "flat_samples": samples["flat"]})
         print(f"{n:>5} motors, {spec:<13} ({vertices:>4} vertices, {graph.depth + 1} levels): RN "
               f"{1e6 * rn_s / vertices:.1f} us/vertex, flat {1e6 * flat_s / n:.1f} us/agent, ratio "
-              f"{rows[-1]['ratio']:.2f}; peak memory RN {memory['rn'] / 2**20:.1f} MiB, flat "
+              f"{rows[-1]['ratio']:.2f} (paired {rows[-1]['ratio_paired']:.2f}); peak memory RN {memory['rn'] / 2**20:.1f} MiB, flat "
               f"{memory['flat'] / 2**20:.1f} MiB", flush=True)
     return rows
 

@@ -77,7 +77,9 @@ def training_rates(p: Preset) -> dict:
             if rep:
                 rates[name].append(data.numel() / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    return {"frames_per_second": medians, "samples": rates, "rn_over_mappo": medians["rn"] / medians["mappo"]}
+    paired = statistics.median(r / m for r, m in zip(rates["rn"], rates["mappo"]))  # within each round
+    return {"frames_per_second": medians, "samples": rates, "rn_over_mappo": medians["rn"] / medians["mappo"],
+            "rn_over_mappo_paired": paired}
 
 
 def worker_rates(p: Preset) -> list[dict]:
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     result["training"] = training_rates(p)
     print(f"training frames/s: RN {result['training']['frames_per_second']['rn']:.0f}, "
           f"MAPPO {result['training']['frames_per_second']['mappo']:.0f}, "
-          f"ratio RN/MAPPO {result['training']['rn_over_mappo']:.2f}", flush=True)
+          f"ratio RN/MAPPO {result['training']['rn_over_mappo']:.2f} (paired by round "
+          f"{result['training']['rn_over_mappo_paired']:.2f})", flush=True)
     result["policy"] = policy_costs(p)
     for r in result["policy"]:
         print(f"policy step {r['graph']:>8} over {r['motors']:>3} motors ({r['vertices']:>3} vertices): "

@@ -200,3 +200,29 @@ def test_in_keys_suffice_and_out_keys_match(composed):
         k for k in loss.out_keys if isinstance(k, str)}
     assert {"loss_objective", "loss_critic", "loss_entropy", "loss"} <= set(loss.out_keys)
     assert all((g, "loss_objective") in loss.out_keys for g in graph.groups)
+
+
+def test_loss_reads_no_next_step_nor_distribution_parameters_once_advantages_are_in(composed, monkeypatch):
+    # what the trainer and the tutorial pipeline leave out of their replay buffers: the "next" step, the collector's
+    # trajectory ids, the actors' distribution parameters and the bottom-up outputs; the loss is the same without them
+    from tensordict import TensorDict
+
+    graph, env, composer = composed("tree3", critic="group")
+    loss = RNLoss(composer, beta=0.5)
+    data = collect(env, composer.policy)
+    with torch.no_grad():
+        loss.value_estimator(data)
+    unread = ["next", *(k for g in graph.groups for k in composer.actor(g).module[0].out_keys),
+              *composer.messages.out_keys]
+    assert ("level1", "loc") in unread and ("level1", "observation") in unread
+    torch.manual_seed(0)
+    full = loss(data)
+    # and no module of the composed graph converts its outputs with TensorDict.from_any (a per-call import-path
+    # lookup of pandas): DirectModule writes them as they are
+    monkeypatch.setattr(TensorDict, "from_any", classmethod(lambda cls, obj, **kw: pytest.fail("from_any called")))
+    torch.manual_seed(0)
+    lean = loss(data.exclude(*unread))
+    for key in full.keys(True, True):
+        torch.testing.assert_close(lean[key], full[key], rtol=0, atol=0)
+    with torch.no_grad():
+        composer.policy(env.reset())

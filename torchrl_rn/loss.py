@@ -157,6 +157,7 @@ class RNLoss(LossModule):
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
                 normalize_advantage_exclude_dims=(-2,), functional=False, **extra,
             )
+        self._other_groups = {g: [h for h in self.graph.groups if h != g] for g in self.graph.groups}
         self._forward_value_estimator_keys()
         self._estimator_defaults = {"gamma": gamma, "lmbda": lmbda, "beta": beta, "neighbourhood": neighbourhood}
         self.make_value_estimator()
@@ -260,7 +261,10 @@ class RNLoss(LossModule):
         out = TensorDict()
         totals: dict[str, torch.Tensor] = {}
         for g, loss in self.group_losses.items():
-            terms = loss(td) if self.graph.period(g) == 1 else self._decision_loss(loss, td, g)
+            # the group's loss reads its own entries (and root ones such as TorchRL's loss masks): it gets the data
+            # without the "next" step and the other groups, so its copies and row selections are of those only
+            group_td = td.exclude("next", *self._other_groups[g]) if td.get((g, advantage), None) is not None else td
+            terms = loss(group_td) if self.graph.period(g) == 1 else self._decision_loss(loss, group_td, g)
             out.set(g, terms)
             coeff = self.group_coeffs[g]
             for k, v in terms.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
@@ -26,7 +26,7 @@ from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "GatherModule", "BlockMean", "ConcatMLP", "DecisionHold", "SuperiorClock", "VertexGroup",
+__all__ = ["GraphGather", "GatherModule", "DirectModule", "BlockMean", "ConcatMLP", "DecisionHold", "SuperiorClock", "VertexGroup",
            "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
@@ -37,7 +37,7 @@ class GraphGather(nn.Module):
 
     The sources (``[*B, n_s, d_s]`` each) are flattened into one bank with a trailing zero slot; ``index``
     (``[n_out * dim_out]``) picks each output feature from the bank (the zero slot pads vertices that have
-    fewer inputs than the widest vertex of their group).
+    fewer inputs than the widest vertex of their group; it is left out where no vertex needs it).
 
     Args:
         index (torch.Tensor): long tensor of bank positions, ``-1`` for padding.
@@ -58,12 +58,14 @@ class GraphGather(nn.Module):
         super().__init__()
         self.register_buffer("index", index.long().clone(), persistent=False)
         self.n_out, self.dim_out, self.detach = n_out, dim_out, detach
+        self.padded = bool((index < 0).any())  # without padding, the bank needs no zero slot
 
     def forward(self, *sources: torch.Tensor) -> torch.Tensor:
         batch = sources[0].shape[:-2]
         flat = [s.reshape(*batch, -1) for s in sources]
-        flat.append(flat[0].new_zeros(*batch, 1))
-        bank = torch.cat(flat, -1)
+        if self.padded:
+            flat.append(flat[0].new_zeros(*batch, 1))
+        bank = flat[0] if len(flat) == 1 else torch.cat(flat, -1)
         if self.detach:
             bank = bank.detach()
         # -1 indexes the zero slot appended last
@@ -93,6 +95,40 @@ class GatherModule(TensorDictModuleBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         tensordict.set(self.out_keys[0], self.module(*(tensordict.get(key) for key in self.in_keys)))
         return tensordict
+
+
+class DirectModule(TensorDictModule):
+    """A :class:`~tensordict.nn.TensorDictModule` that writes its tensor outputs as they are.
+
+    ``TensorDictModule`` passes every output through ``TensorDict.from_any``, which, for a plain tensor, looks the
+    ``pandas`` package up on the import path on every call (about a millisecond where it is not installed). Every
+    actor head, value head and encoder of a vertex group runs in each policy step and each loss evaluation, so that
+    look-up was a visible share of a small graph's step. Outputs that are not tensors are converted as before.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> module = DirectModule(nn.Linear(2, 1, bias=False), [("a", "x")], [("a", "y")])
+        >>> _ = module.module.weight.data.fill_(1.0)
+        >>> module(TensorDict({"a": {"x": torch.tensor([[1.0, 2.0]])}}, [1]))["a", "y"]
+        tensor([[3.]], grad_fn=<MmBackward0>)
+    """
+
+    def _write_to_tensordict(self, tensordict, tensors, tensordict_out=None, out_keys=None):
+        if any(not isinstance(t, torch.Tensor) for t in tensors):
+            return super()._write_to_tensordict(tensordict, tensors, tensordict_out, out_keys)
+        if out_keys is None:
+            out_keys = self.out_keys_source
+        if len(tensors) != len(out_keys):  # TensorDictModule's own messages
+            return super()._write_to_tensordict(tensordict, tensors, tensordict_out, out_keys)
+        if tensordict_out is None:
+            if self.inplace is True:
+                tensordict_out = tensordict
+            else:
+                tensordict_out = tensordict.empty() if self.inplace == "empty" else TensorDict()
+        for key, tensor in zip(out_keys, tensors):
+            if key != "_":
+                tensordict_out.set(key, tensor)
+        return tensordict_out
 
 
 class BlockMean(nn.Module):
@@ -252,14 +288,14 @@ def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequenc
     """
     if isinstance(spec, Bounded):
         loc_scale = [(group, "loc"), (group, "scale")]
-        head = TensorDictModule(net(2 * spec.shape[-1], NormalParamExtractor()), in_keys, loc_scale)
+        head = DirectModule(net(2 * spec.shape[-1], NormalParamExtractor()), in_keys, loc_scale)
         return ProbabilisticActor(
             head, in_keys=loc_scale, out_keys=[(group, "action")], distribution_class=TanhNormal,
             distribution_kwargs={"low": spec.space.low.to(device), "high": spec.space.high.to(device)},
             return_log_prob=True,
         )
     if isinstance(spec, (Categorical, OneHot)):
-        head = TensorDictModule(net(spec.space.n), in_keys, [(group, "logits")])
+        head = DirectModule(net(spec.space.n), in_keys, [(group, "logits")])
         dist = OneHotCategorical if isinstance(spec, OneHot) else torch.distributions.Categorical
         return ProbabilisticActor(head, in_keys=[(group, "logits")], out_keys=[(group, "action")],
                                   distribution_class=dist, return_log_prob=True)
@@ -362,12 +398,12 @@ class VertexGroup(nn.Module):
         self.encoder = None
         if consumed and phi == "mean" and group != graph.env_group:
             counts = torch.tensor([len(graph.subordinates(v)) for v in members])
-            self.encoder = TensorDictModule(BlockMean(counts, d["message"]), [self.observation_key], [self.message_key])
+            self.encoder = DirectModule(BlockMean(counts, d["message"]), [self.observation_key], [self.message_key])
         elif consumed and phi == "learned":
             net = MultiAgentMLP(d["observation"], d["message"], n_agents=n, centralized=False,
                                 share_params=share_params, depth=1, num_cells=num_cells, activation_class=nn.Tanh,
                                 device=device)
-            self.encoder = TensorDictModule(nn.Sequential(net, nn.Tanh()), [self.observation_key], [self.message_key])
+            self.encoder = DirectModule(nn.Sequential(net, nn.Tanh()), [self.observation_key], [self.message_key])
 
         # o+: gather superiors' actions
         self.instruction_gather = None
@@ -387,7 +423,7 @@ class VertexGroup(nn.Module):
         self.clock = None
         clocked = [g for g in self.instruction_sources if graph.period(g) > 1] if observe_clock else []
         if clocked:
-            self.clock = TensorDictModule(SuperiorClock([graph.period(g) for g in clocked], n),
+            self.clock = DirectModule(SuperiorClock([graph.period(g) for g in clocked], n),
                                           [(g, "window_step") for g in clocked], [(group, "superior_clock")])
             in_keys.append((group, "superior_clock"))
             n_in += len(clocked)
@@ -413,7 +449,7 @@ class VertexGroup(nn.Module):
             log_prob_key = next(k for k in self.actor.out_keys if _tuple_key(k)[-1].endswith("log_prob"))
             self.hold = DecisionHold(group, log_prob_key)
         # V(o-, o+)
-        self.value_head = TensorDictModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
+        self.value_head = DirectModule(mlp(1, critic == "group"), in_keys, [(group, "state_value")])
 
 
 def _tuple_key(key) -> tuple:

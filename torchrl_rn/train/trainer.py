@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.checkpoint import GlobalRNGState
 from torchrl.collectors import BaseCollector
@@ -67,7 +66,7 @@ from torchrl_rn.train.config import TrainConfig, _check_writable
 from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.value_norm import Denormalize
-from torchrl_rn.vertex import actor_head
+from torchrl_rn.vertex import DirectModule, actor_head
 
 __all__ = ["RNTrainer", "RESUMABLE", "NonFiniteError"]
 
@@ -185,7 +184,7 @@ class RNTrainer:
         value_net = mlp(1, cfg.algo == "mappo")
         if value_norm is not None:  # the network predicts normalised values; GAE sees them on the return scale
             value_net = Denormalize(value_net, value_norm)
-        critic = TensorDictModule(value_net, [("agents", "observation")], [("agents", "state_value")])
+        critic = DirectModule(value_net, [("agents", "observation")], [("agents", "state_value")])
         loss_cls = MAPPOLoss if cfg.algo == "mappo" else IPPOLoss
         loss = loss_cls(policy, critic, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
                         normalize_advantage=cfg.normalize_advantage, value_norm=value_norm)
@@ -204,6 +203,21 @@ class RNTrainer:
                                       target_params=self.loss.target_critic_network_params)
         else:
             self.loss.value_estimator(data)
+
+    @property
+    def _unread_keys(self) -> list:
+        """What the loss does not read once the advantages are in the batch, left out of the replay buffer (fewer
+        entries to store and index per minibatch): the ``"next"`` step (read by the value estimator only), the
+        collector's trajectory ids, the policies' distribution parameters and, for RN, the bottom-up pass's outputs
+        (the loss recomputes both with gradients)."""
+        if getattr(self, "_unread", None) is None:
+            actors = ([self.composer.actor(g) for g in self.graph.groups] if self.config.algo == "rn"
+                      else [self.policy])
+            keys = ["next", ("collector", "traj_ids"), *(k for a in actors for k in a.module[0].out_keys)]
+            if self.config.algo == "rn":
+                keys += self.composer.messages.out_keys
+            self._unread = list(dict.fromkeys(keys))
+        return self._unread
 
     def _loss_value(self, batch: TensorDictBase) -> tuple[torch.Tensor, TensorDictBase]:
         out = self.loss(batch)
@@ -234,7 +248,7 @@ class RNTrainer:
         self._check_batch(data)
         with torch.no_grad():
             self._advantage(data)
-        self._buffer.extend(data.reshape(-1))
+        self._buffer.extend(data.exclude(*self._unread_keys).reshape(-1))
         group_params = self._group_parameters()
         stats = MeanOver()
         for _ in range(cfg.epochs):
