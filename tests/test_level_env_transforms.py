@@ -7,6 +7,7 @@ against the hand-computed ``psi`` of the subordinates' rewards.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 
@@ -165,7 +166,7 @@ def test_serial_trans_env_check_tag_view(shape, level):
 @pytest.mark.parametrize("shape", ["tree22", "shared_dag"])
 def test_parallel_trans_env_check(shape):
     graph = SHAPES[shape]()
-    env = ParallelEnv(2, lambda: graph_env(graph), mp_start_method=MP_START)
+    env = ParallelEnv(2, functools.partial(graph_env, graph), mp_start_method=MP_START)
     td = check_composed_rollout(graph, env)  # the composed policy drives it
     assert td.batch_size == (2, NUM_ENVS, 3)
 
@@ -174,7 +175,7 @@ def test_parallel_trans_env_check_tag_view():
     graph = SHAPES["tree22"]()
     composer = composer_for(graph)
     # each worker runs its own copy of the motors' policy
-    env = ParallelEnv(2, lambda: view_env(graph, 1, composer), mp_start_method=MP_START)
+    env = ParallelEnv(2, functools.partial(view_env, graph, 1, composer), mp_start_method=MP_START)
     try:
         check_env_specs(env)
         td = env.rollout(3, composer.actor("level1"))
