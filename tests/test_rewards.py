@@ -207,6 +207,20 @@ def test_advantage_reward_normalised_by_the_batch_spread_of_each_superior_group(
     torch.testing.assert_close(out["agents", "advantage"][0, :, 0, 0], expected[:, 0])
 
 
+def test_advantage_reward_takes_the_spread_of_the_subordinates_own_rewards():
+    own = [[0.0, 2.0, 4.0], [0.0, 2.0, 4.0], [0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # spread 1.97
+    data = _batch(own, _SUP_REWARD, _DONE, _DECIDED)
+    out = _dag_gae("advantage:alpha=0.5")(data)
+    scale = torch.tensor([1.75, 2.0, 5.75, -0.5, -1.0, 0.25]).std()  # both superiors' advantages at decisions
+    spread = torch.tensor(own).std()  # the motors' own rewards over the batch
+    held_a = torch.tensor([1.75, 1.75, 2.0, 5.75, 5.75]) / scale * spread  # motor 0's only superior is a
+    reward = 0.5 * torch.tensor(own)[:, 0] + 0.5 * held_a
+    expected, _ = vec_generalized_advantage_estimate(0.5, 1.0, torch.zeros(5, 1), torch.zeros(5, 1),
+                                                      reward.view(5, 1), torch.tensor(_DONE).view(5, 1),
+                                                      torch.tensor(_DONE).view(5, 1), time_dim=0)
+    torch.testing.assert_close(out["agents", "advantage"][0, :, 0, 0], expected[:, 0])
+
+
 def test_advantage_reward_with_alpha_one_is_plain_psi():
     data = _batch([[1.0, 2.0, 3.0]] * 5, _SUP_REWARD, _DONE, _DECIDED)
     plain = _dag_gae("psi", motor_value=0.5)(data.clone())

@@ -306,6 +306,9 @@ class GraphGAE(ValueEstimatorBase):
             parts = [held[s][0] / held[s][1] if function.normalize else held[s][0] for s in sources]
             bank = torch.cat(parts, -2)[..., 0]  # [*B, T, sum of the superior groups' sizes]
             superior = (bank @ weights.to(bank).T).unsqueeze(-1)
+            if function.normalize:  # unit spread, then the spread of the group's own rewards in this batch
+                spread = reward.std() if reward.numel() > 1 else reward.new_ones(())
+                superior = superior * torch.where(spread > 1e-6, spread, torch.ones_like(spread))
             return function(reward, superior)
         return reward
 

@@ -82,16 +82,19 @@ class SuperiorAdvantage(VertexReward):
     period: its last decision's, held over its window, and 0 before its first decision in the batch), averaged over
     the vertex's superiors. :class:`~torchrl_rn.GraphGAE` computes the superiors' (unmixed) advantages first, so
     the superiors' advantage is **detached** (no gradient flows into the superiors' critics from a subordinate's
-    reward) and, with ``normalize`` (default), **divided by its standard deviation over the batch** (per superior
-    group, over its decision steps; not centred). Why scaled: a superior's advantage is on the scale of a window
-    of returns and drifts as its critic learns, while ``r_own`` is a per-step reward; dividing by the batch's
-    spread keeps the term on a fixed unit scale, so ``alpha`` means the same thing through training. Why not
-    centred: the sign is the message (a decision better than the superior's critic expected rewards the
-    subordinates that carried it out), and GAE's advantages are near zero-mean already.
+    reward) and, with ``normalize`` (default), **rescaled to the spread of the vertex's own rewards**: divided by
+    its standard deviation over the batch (per superior group, over its decision steps; not centred), then
+    multiplied by the standard deviation of the subordinate group's own rewards in the batch (left at unit scale
+    where those are all alike). Why scaled: a superior's advantage is on the scale of a window of returns and
+    drifts as its critic learns, while ``r_own`` is a per-step reward; matching the two spreads makes ``alpha`` the
+    weight of two comparable signals through training. (A first version left the term at unit spread, which
+    drowns a small per-step reward: on balance, alpha 0.5 then did not learn at all.) Why not centred: the sign is
+    the message (a decision better than the superior's critic expected rewards the subordinates that carried it
+    out), and GAE's advantages are near zero-mean already.
 
     Args:
         alpha (float): weight of the vertex's own reward, in ``[0, 1]``; ``1`` is :class:`PsiReward`.
-        normalize (bool): scale ``A_sup`` by its batch standard deviation. Defaults to ``True``.
+        normalize (bool): rescale ``A_sup`` to the batch spread of the vertex's own rewards. Defaults to ``True``.
 
     Examples:
         >>> SuperiorAdvantage(0.25)(torch.tensor([1.0]), torch.tensor([2.0]))  # 0.25 * 1 + 0.75 * 2
