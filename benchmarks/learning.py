@@ -94,6 +94,14 @@ PRESETS = {
     "spread-vn": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
                         seeds=(0, 1, 2, 3, 4), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01),
+    # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
+    # food item pays once, to whoever reaches it first; discovery: targets covered by several agents at once;
+    # sampling: a shared density field to cover), 4 agents each, and balance with 8 agents; 5 seeds at 300k frames
+    "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
+                        methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"), seeds=(0, 1, 2, 3, 4), frames=300_000,
+                        n_agents={"vmas/dispersion": 4, "vmas/discovery": 4, "vmas/sampling": 4}),
+    "balance8": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
+                       seeds=(0, 1, 2, 3, 4), frames=300_000, n_agents={"vmas/balance": 8}),
     # seconds, for the schema test
     "tiny": Preset(tasks=("vmas/balance",), methods=("mappo", "rn-tree2"), seeds=(0, 1), frames=200,
                    frames_per_batch=100, max_steps=10, epochs=1, minibatch_size=50, eval_every=1, num_cells=8),
