@@ -291,22 +291,13 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods or preset.methods:
             entry = result["methods"].setdefault(method, {"definition": definition(method), "seeds": {}})
             for seed in args.seeds or preset.seeds:
-                if str(seed) in entry["seeds"] or str(seed) in _seeds_on_disk(out / f"{stem}.json", method):
+                if str(seed) in entry["seeds"]:
                     print(f"{task} {method} seed {seed}: kept from {out / f'{stem}.json'}", flush=True)
                     continue
                 run = entry["seeds"][str(seed)] = run_one(preset, task, method, seed, out)
                 print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
                       f"({run['frames_per_second']:.0f} frames/s)", flush=True)
                 result = save_result(result, out / f"{stem}.json")
-
-
-def _seeds_on_disk(path: Path, method: str) -> set[str]:
-    """The seeds of ``method`` the JSON on disk holds now: a slice running beside this one may have finished one
-    since this one last saved (the next save merges it in)."""
-    try:
-        return set(json.loads(path.read_text())["methods"].get(method, {}).get("seeds", {}))
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return set()
 
 
 def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:

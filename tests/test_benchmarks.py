@@ -192,24 +192,3 @@ def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     assert {len(s) for s in result["samples"].values()} == {1}
     rates = result["frames_per_second"]
     assert result["rn_over_stock"] == pytest.approx(rates["rn"] / rates["stock"])
-
-
-def test_a_seed_another_slice_finished_meanwhile_is_not_rerun(tmp_path, learning, monkeypatch, capsys):
-    ran = []
-
-    def run_one(preset, task, method, seed, out):
-        if seed == 0:  # while seed 0 runs here, a slice beside this one finishes seed 1 of the same method
-            other = learning.load_result(tmp_path / "vmas-balance.json", task, preset, "tiny")
-            other["methods"]["mappo"] = {"definition": {}, "seeds": {"1": {"eval_return": [2.0], "frames": [1],
-                                                                          "frames_per_second": 1.0}}}
-            (tmp_path / "vmas-balance.json").write_text(json.dumps(other))
-        ran.append(seed)
-        return {"eval_return": [1.0], "frames": [1], "frames_per_second": 1.0}
-
-    monkeypatch.setattr(learning, "run_one", run_one)
-    monkeypatch.setattr(learning, "plot_task", lambda result, path: None)
-    learning.main(["--tiny", "--out", str(tmp_path), "--methods", "mappo"])
-    assert ran == [0]  # seed 1 was kept from the other slice, not run again
-    assert "mappo seed 1: kept from" in capsys.readouterr().out
-    saved = json.loads((tmp_path / "vmas-balance.json").read_text())
-    assert set(saved["methods"]["mappo"]["seeds"]) == {"0", "1"}
