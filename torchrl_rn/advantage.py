@@ -31,8 +31,8 @@ decision (the critic is trained on decision states only).
 **Vertex rewards** (:mod:`torchrl_rn.rewards`, :meth:`RNGraph.reward`). Groups are estimated top-down (superiors
 before subordinates). A group whose reward is :class:`~torchrl_rn.rewards.SuperiorAdvantage` is trained on
 ``alpha * r_own + (1 - alpha) * A_sup``: ``A_sup`` is each superior's own (unmixed) advantage of the decision in
-force at that step (held over a decision period's window), detached, scaled by its batch standard deviation (see
-that class), and averaged over the vertex's superiors. A group whose reward is a
+force at that step (held over a decision period's window), detached, rescaled to the batch spread of the group's
+own rewards (see that class), and averaged over the vertex's superiors. A group whose reward is a
 :class:`~torchrl_rn.rewards.GoalReward` is trained on ``("next", g, "vertex_reward")``, which
 :class:`~torchrl_rn.LevelEnv` writes. The data's ``reward`` entries are never rewritten: calling the estimator twice
 gives the same result, and the task's reward stays what evaluation reads.
@@ -307,8 +307,7 @@ class GraphGAE(ValueEstimatorBase):
             bank = torch.cat(parts, -2)[..., 0]  # [*B, T, sum of the superior groups' sizes]
             superior = (bank @ weights.to(bank).T).unsqueeze(-1)
             if function.normalize:  # unit spread, then the spread of the group's own rewards in this batch
-                spread = reward.std() if reward.numel() > 1 else reward.new_ones(())
-                superior = superior * torch.where(spread > 1e-6, spread, torch.ones_like(spread))
+                superior = superior * _spread(reward)
             return function(reward, superior)
         return reward
 
@@ -319,10 +318,7 @@ class GraphGAE(ValueEstimatorBase):
         if decided is None:
             decided = torch.ones_like(adv, dtype=torch.bool)
         decided = decided.expand_as(adv)
-        picked = adv[decided]
-        scale = picked.std() if picked.numel() > 1 else adv.new_ones(())
-        scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))  # all alike (or one): left unscaled
-        return hold_decisions(adv, decided, done, time_dim=time_dim), scale
+        return hold_decisions(adv, decided, done, time_dim=time_dim), _spread(adv[decided])
 
     def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> TensorDictBase:
         """The unmixed value targets of every group, as a ``{group: value_target}`` tensordict.
@@ -331,6 +327,13 @@ class GraphGAE(ValueEstimatorBase):
         """
         out = self.forward(tensordict.copy())
         return out.select(*((g, self._field("value_target")) for g in self.graph.groups))
+
+
+def _spread(x: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of ``x``'s entries, or 1 where they are all alike (or only one): a scale to divide or
+    multiply by."""
+    spread = x.std() if x.numel() > 1 else x.new_ones(())
+    return torch.where(spread > 1e-6, spread, torch.ones_like(spread))
 
 
 def _tuple(key) -> tuple:
