@@ -81,8 +81,22 @@ def test_bad_vertex_reward_names_the_vertex(where, value, match):
     g = nx.DiGraph([("boss", "m0"), ("boss", "m1")])
     g.nodes[where]["reward"] = value
     g.nodes["m1"]["reward"] = value if where == "m0" else "psi"
+    g.nodes["boss"]["action_dim"] = 4  # set by hand: too small for two 3-dim goals
     with pytest.raises(GraphError, match=match):
         RNGraph(g)
+
+
+def test_goal_reward_sizes_the_superiors_instruction_unless_set():
+    # one manager over 4 motors with 2-dim goals needs 8 entries; the default (4) grows, an explicit value is kept
+    assert RNGraph.tree(4, [4], vertex_reward="goal:pos").group_action_dim("level1") == 8
+    assert RNGraph.tree(4, [2], vertex_reward="goal:pos").group_action_dim("level1") == 4
+    assert RNGraph.tree(4, [4]).group_action_dim("level1") == 4  # no goal reward: the default
+    # 5 motors under managers of 3 and 2: the group takes the larger need (3 x 2), so it stays one size
+    assert RNGraph.tree(5, [3], vertex_reward="goal:pos").group_action_dim("level1") == 6
+    assert RNGraph.tree(4, [4], vertex_reward="goal:pos", vertex_attrs={"action_dim": 9}).group_action_dim(
+        "level1") == 9
+    with pytest.raises(GraphError, match=r"vertex 'l1_0': its action_dim 5 cannot hold"):
+        RNGraph.tree(4, [4], vertex_reward="goal:pos", vertex_attrs={"action_dim": 5})
 
 
 def test_group_with_two_rewards_and_goal_above_motors_are_refused():

@@ -47,7 +47,8 @@ class RNGraph:
 
     Args:
         graph (nx.DiGraph): edges go from superior to subordinate. Vertex attributes (all optional):
-            ``action_dim`` (int, size of the instruction a non-motor vertex sends down; default 4),
+            ``action_dim`` (int, size of the instruction a non-motor vertex sends down; default 4, or, over motors
+            with a goal reward, one goal per subordinate when that is larger),
             ``message_dim`` (int, output size of a ``"learned"`` message; default 16),
             ``phi`` (``"identity"`` | ``"mean"`` | ``"learned"``: the message function),
             ``psi`` (``"sum"`` | ``"mean"`` | callable: how a vertex's reward is made from its
@@ -115,6 +116,7 @@ class RNGraph:
             raise GraphError("the agent graph is empty: it needs at least one motor vertex.")
         self.env_group = env_group
         self._level_periods: list[int] | None = None
+        self._auto_action_dim: dict[Any, int] = {}
         self._vertex_reward = None
         if vertex_reward is not None:
             try:
@@ -133,6 +135,7 @@ class RNGraph:
         self._level_periods = self._check_periods(periods)
         self._bind_motors(n_agents)
         self._groups = self._compute_groups()
+        self._auto_action_dim = self._goal_action_dims()
         self._position = {
             v: (g, i) for g, members in self._groups.items() for i, v in enumerate(members)
         }
@@ -311,7 +314,23 @@ class RNGraph:
                 and self.nx.in_degree(v) > 0
                 and (self.nx.out_degree(v) == 0 or not isinstance(self._vertex_reward, GoalReward))):
             return self._vertex_reward  # every vertex with superiors (a goal reward: every motor with superiors)
+        if name == "action_dim" and name not in self.nx.nodes[v] and v in self._auto_action_dim:
+            return self._auto_action_dim[v]
         return self.nx.nodes[v].get(name, self._defaults.get(name))
+
+    def _goal_action_dims(self) -> dict[Any, int]:
+        """``action_dim`` of the superiors of goal-rewarded motors that do not set it: big enough for one goal per
+        subordinate (the largest need in the group, so a group stays one size), and never below the default."""
+        sizes: dict[Any, int] = {}
+        for g, members in self._groups.items():
+            if g == self.env_group:
+                continue
+            need = max((r.dim * len(self.subordinates(v)) for v in members for s in self.subordinates(v)
+                        if isinstance(r := self._rewards[s], GoalReward)), default=0)
+            for v in members:
+                if need and "action_dim" not in self.nx.nodes[v]:
+                    sizes[v] = max(need, self._defaults["action_dim"])
+        return sizes
 
     def period(self, group: str) -> int:
         """The decision period of ``group``'s vertices: they decide every ``period`` environment steps.
