@@ -16,6 +16,8 @@ from benchmark_stats import mean_ci95  # the benchmark's own statistics (this sc
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: evaluations averaged by the second table
 LATE = 5
+#: The seeds a verdict needs (the bar: 5+ seeds at equal frames); fewer is marked provisional.
+MIN_SEEDS = 5
 
 
 def table(results: Path) -> str:
@@ -62,24 +64,26 @@ def _learning(tasks: list[Path]) -> str:
 def _verdicts(data: list[dict]) -> str:
     """Per task, each RN method against MAPPO on the final return: wins or loses only where the 95% CIs are disjoint.
 
-    Only results of the current harness (time limits as truncations) with at least 2 seeds on both sides count; a
-    comparison short of its preset's seeds says so.
+    Both sides are scored on the seeds they share (same seeds for every method). Only results of the current
+    harness (time limits as truncations) with at least 2 shared seeds count; a comparison on fewer than
+    ``MIN_SEEDS`` shared seeds is marked provisional.
     """
-    rows = ["| task (preset, frames) | RN method | RN | MAPPO | verdict |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| task (preset, frames) | RN method | seeds | RN | MAPPO | verdict |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for d in data:
         mappo = d["methods"].get("mappo", {}).get("seeds", {})
-        if "time_limit" not in d["hyperparameters"] or len(mappo) < 2:
+        if "time_limit" not in d["hyperparameters"]:
             continue
-        base, base_ci = mean_ci95([run["eval_return"][-1] for run in mappo.values()])
         for method, entry in d["methods"].items():
-            if not method.startswith("rn") or len(entry["seeds"]) < 2:
+            seeds = sorted(set(entry["seeds"]) & set(mappo), key=int)
+            if not method.startswith("rn") or len(seeds) < 2:
                 continue
-            mean, ci = mean_ci95([run["eval_return"][-1] for run in entry["seeds"].values()])
+            mean, ci = mean_ci95([entry["seeds"][s]["eval_return"][-1] for s in seeds])
+            base, base_ci = mean_ci95([mappo[s]["eval_return"][-1] for s in seeds])
             verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
-            short = min(len(entry["seeds"]), len(mappo)) < len(d["seeds"])
-            verdict += f" (provisional: {len(entry['seeds'])} and {len(mappo)} of {len(d['seeds'])} seeds)" * short
+            verdict += " (provisional: fewer than 5 seeds)" * (len(seeds) < MIN_SEEDS)
             rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
-                        f"{mean:.1f} ± {ci:.1f} | {base:.1f} ± {base_ci:.1f} | {verdict} |")
+                        f"{len(seeds)} | {mean:.1f} ± {ci:.1f} | {base:.1f} ± {base_ci:.1f} | {verdict} |")
     if len(rows) == 2:
         return ""
     return ("Where RN wins, ties or loses against MAPPO (final return, mean ± 95% CI; a win or a loss needs disjoint "

@@ -57,7 +57,7 @@ def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
     assert "| mappo | rn-tree2-p5-goal (task knowledge) |" in make_table.table(tmp_path)
     learning = load(monkeypatch, "learning")
-    assert learning.TASK_KNOWLEDGE == {"rn-tree2-p5-goal"}  # the same rule, from the method definitions
+    assert learning.TASK_KNOWLEDGE == {"rn-tree2-p5-goal", "rn-tree4-p5-goal", "rn-tree4-p5-goal0"}  # same rule
 
 
 def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
@@ -66,15 +66,18 @@ def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
     def runs(*finals):
         return {"seeds": {str(i): {"eval_return": [0.0, f]} for i, f in enumerate(finals)}}
 
-    result = {"task": "vmas/balance", "preset": "p", "seeds": [0, 1, 2], "hyperparameters": {"frames": 10,
+    result = {"task": "vmas/balance", "preset": "p", "seeds": [0, 1, 2, 3, 4], "hyperparameters": {"frames": 10,
               "time_limit": "truncated"},
-              "methods": {"mappo": runs(1.0, 2.0, 3.0), "rn-a": runs(9.0, 10.0, 11.0), "rn-b": runs(2.0, 3.0, 4.0),
-                          "rn-c": runs(-9.0, -8.0), "ippo": runs(100.0, 101.0)}}
+              "methods": {"mappo": runs(1.0, 2.0, 3.0, 4.0, 5.0), "rn-a": runs(9.0, 10.0, 11.0, 12.0, 13.0),
+                          "rn-b": runs(2.0, 3.0, 4.0, 5.0, 6.0), "rn-c": runs(-9.0, -8.0), "rn-d": runs(-30.0, -29.0),
+                          "ippo": runs(100.0, 101.0)}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
     text = make_table.table(tmp_path)
-    # 1, 2, 3: 2.0 ± 2.5 (t(2) = 4.303 / sqrt(3)); 9, 10, 11: 10.0 ± 2.5, disjoint; 2, 3, 4 overlaps
-    assert "| vmas/balance (p, 10) | rn-a | 10.0 ± 2.5 | 2.0 ± 2.5 | wins |" in text
-    assert "| vmas/balance (p, 10) | rn-b | 3.0 ± 2.5 | 2.0 ± 2.5 | ties |" in text
-    # -9, -8: -8.5 ± 6.4 (t(1) = 12.706 / sqrt(2) x 0.707): below 2.0 - 2.5 = -0.5 at -2.1
-    assert "| rn-c | -8.5 ± 6.4 | 2.0 ± 2.5 | loses (provisional: 2 and 3 of 3 seeds) |" in text
+    # 1..5: 3.0 ± 2.0 (t(4) = 2.776 x sd 1.58 / sqrt(5) = 1.96); 9..13: 11.0 ± 2.0, disjoint; 2..6 overlaps
+    assert "| vmas/balance (p, 10) | rn-a | 5 | 11.0 ± 2.0 | 3.0 ± 2.0 | wins |" in text
+    assert "| vmas/balance (p, 10) | rn-b | 5 | 4.0 ± 2.0 | 3.0 ± 2.0 | ties |" in text
+    # two seeds are scored against MAPPO's same two seeds (1, 2: 1.5 ± 6.4, t(1) = 12.706 x 0.707 / sqrt(2)), not
+    # against all five: -9, -8 overlaps it (against 3.0 ± 2.0 it would lose); -30, -29 is below it
+    assert "| rn-c | 2 | -8.5 ± 6.4 | 1.5 ± 6.4 | ties (provisional: fewer than 5 seeds) |" in text
+    assert "| rn-d | 2 | -29.5 ± 6.4 | 1.5 ± 6.4 | loses (provisional: fewer than 5 seeds) |" in text
     assert "| vmas/balance (p, 10) | ippo |" not in text  # only RN methods get a verdict
