@@ -15,6 +15,7 @@ EXPECTED = {
     "02_levelenv_in_your_torchrl_code.py": ["02_curves.png"],
     "03_dags_and_credit_assignment.py": ["03_beta_sweep.png", "03_beta_sweep.json"],
     "04_experiments.py": ["04_seeds.png", "04_seeds.json", "04_diagnostics.png", "04_network.png"],
+    "05_periods_and_goals.py": ["05_goals.png", "05_goals.json"],
 }
 
 
