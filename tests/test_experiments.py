@@ -162,20 +162,19 @@ def test_metrics_csv_has_finite_diagnostics_per_group(tmp_path, algo, groups):
 def test_update_reports_means_over_minibatches(tmp_path, monkeypatch):
     trainer = RNTrainer(tiny_config(tmp_path), env_fn=mock_env_fn, progress=False)
     losses, norms = [], []
-    loss_value, clip = trainer._loss_value, torch.nn.utils.clip_grad_norm_
+    loss_value, clip = trainer._loss_value, torch.nn.utils.clip_grads_with_norm_
 
     def recording_loss(batch):
         loss, out = loss_value(batch)
         losses.append(loss.detach().item())
         return loss, out
 
-    def recording_clip(*args, **kwargs):
-        norm = clip(*args, **kwargs)
-        norms.append(float(norm))
-        return norm
+    def recording_clip(params, max_norm, total_norm, **kwargs):
+        norms.append(float(total_norm))
+        return clip(params, max_norm, total_norm, **kwargs)
 
     monkeypatch.setattr(trainer, "_loss_value", recording_loss)
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    monkeypatch.setattr(torch.nn.utils, "clip_grads_with_norm_", recording_clip)
     collector = trainer.make_collector(100)
     data = next(iter(collector))
     collector.shutdown()
@@ -183,6 +182,25 @@ def test_update_reports_means_over_minibatches(tmp_path, monkeypatch):
     assert len(losses) == 4  # 2 epochs x 2 minibatches
     assert diagnostics["loss"] == pytest.approx(sum(losses) / 4) and losses[-1] != pytest.approx(sum(losses) / 4)
     assert diagnostics["grad_norm"] == pytest.approx(sum(norms) / 4)
+
+
+def test_clip_gradients_is_clip_grad_norm_with_group_norms():
+    from torchrl_rn.train.trainer import _clip_gradients
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 4)) for _ in range(5)]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, q in zip(params, reference):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    params[4].grad = reference[4].grad = None  # a parameter without a gradient is skipped, as torch skips it
+    row = _clip_gradients(params, {"a": params[:2], "b": params[2:]}, max_norm=0.5)
+    total = torch.nn.utils.clip_grad_norm_(reference, 0.5)
+    assert row["grad_norm"] == float(total)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(params[:4], reference[:4]))  # clipped the same
+    by_hand = [float(torch.cat([q.grad.flatten() for q in qs]).norm()) for qs in (reference[:2], reference[2:4])]
+    assert row["a/grad_norm"] == pytest.approx(by_hand[0] * float(total) / 0.5, rel=1e-5)  # before clipping
+    assert row["b/grad_norm"] == pytest.approx(by_hand[1] * float(total) / 0.5, rel=1e-5)
 
 
 def test_tensorboard_logger_writes_the_diagnostics(tmp_path):
