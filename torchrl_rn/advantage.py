@@ -151,7 +151,7 @@ class GraphGAE(ValueEstimatorBase):
         critic_in = list(self.value_network.in_keys)
         signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
         decisions = [(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
-        goals = [("next", g, "vertex_reward") for g, r in self.vertex_rewards.items() if isinstance(r, GoalReward)]
+        goals = [("next", g, "vertex_reward") for g in self.graph.goal_rewards]
         return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions, *goals]
 
     @property

@@ -357,6 +357,17 @@ class RNGraph:
         return self._rewards[self._groups[group][0]]
 
     @property
+    def goal_rewards(self) -> dict[str, GoalReward]:
+        """The groups trained on a goal reward, with it: :class:`~torchrl_rn.LevelEnv` writes their
+        ``("next", group, "vertex_reward")``, which :class:`~torchrl_rn.GraphGAE` reads instead of their reward.
+
+        Examples:
+            >>> RNGraph.tree(4, [2], vertex_reward="goal:pos").goal_rewards
+            {'agents': GoalReward(start=0, stop=2, c=1.0, beta=0.0, scale=1.0)}
+        """
+        return {g: r for g in self._groups if isinstance(r := self.group_reward(g), GoalReward)}
+
+    @property
     def has_periods(self) -> bool:
         """Whether some group decides less often than every step."""
         return any(self.period(g) > 1 for g in self._groups)

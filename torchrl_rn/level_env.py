@@ -35,7 +35,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
-from torchrl_rn.rewards import GoalReward, GoalRewardModule
+from torchrl_rn.rewards import GoalRewardModule
 
 if TYPE_CHECKING:
     from torchrl_rn.composer import GraphComposer
@@ -144,7 +144,7 @@ class LevelEnv(Transform):
                 g, k = next(iter(slow.items()))
                 raise GraphError(f"the TAG view does not support decision periods yet: group {g!r} has period {k}; "
                                  "use the graph transform (LevelEnv(graph)) with a GraphComposer policy.")
-        goals = {g: graph.group_reward(g) for g in graph.groups if isinstance(graph.group_reward(g), GoalReward)}
+        goals = graph.goal_rewards
         if level is not None and goals:
             g = next(iter(goals))
             raise GraphError(f"the TAG view does not support goal rewards: group {g!r} has reward "

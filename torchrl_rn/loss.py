@@ -19,7 +19,6 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from torchrl_rn.advantage import GraphGAE
 from torchrl_rn.composer import GraphComposer
-from torchrl_rn.rewards import GoalReward
 
 __all__ = ["RNLoss"]
 
@@ -190,7 +189,7 @@ class RNLoss(LossModule):
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
             if self.graph.period(g) > 1:
                 found.append((g, "decided"))
-            if isinstance(self.graph.group_reward(g), GoalReward):  # the reward its estimator trains it on
+            if g in self.graph.goal_rewards:  # the reward its estimator trains it on
                 found.append(("next", g, "vertex_reward"))
         return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
 
