@@ -95,14 +95,20 @@ def run_seeds(config: TrainConfig, seeds: list[int], *, env_fn=None, progress: b
 def parse_sweep(text: str) -> tuple[str, list]:
     """``"beta=0,0.5"`` -> ``("beta", [0.0, 0.5])``, each value converted to the field's type.
 
+    Values are separated by commas, or by semicolons when the text has one, for values that hold commas themselves
+    (``tree:2,2``, ``periods=1,5``, ``goal:pos,beta=0.1``).
+
     Examples:
         >>> parse_sweep("beta=0,0.5"), parse_sweep("graph=flat,tree:2")
         (('beta', [0.0, 0.5]), ('graph', ['flat', 'tree:2']))
+        >>> parse_sweep("vertex_reward=psi;goal:pos,beta=0.1")
+        ('vertex_reward', ['psi', 'goal:pos,beta=0.1'])
     """
     name, sep, values = text.partition("=")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if not sep or name not in fields or name in ("seed", "out"):
-        raise ValueError(f"--sweep takes FIELD=V1,V2,... with a TrainConfig field other than seed/out, got {text!r}.")
+        raise ValueError(f"--sweep takes FIELD=V1,V2,... (or V1;V2;... for values with commas) with a TrainConfig "
+                         f"field other than seed/out, got {text!r}.")
     default = fields[name].default
     kind = int if name == "n_agents" else type(default) if default is not None else str
     if kind is bool:
@@ -111,7 +117,7 @@ def parse_sweep(text: str) -> tuple[str, list]:
                 raise ValueError(v)
             return v.lower() in ("true", "1")
     try:
-        parsed = [kind(v) for v in values.split(",") if v]
+        parsed = [kind(v) for v in values.split(";" if ";" in values else ",") if v]
     except ValueError:
         raise ValueError(f"--sweep {name}: cannot read {values!r} as {kind.__name__} values.") from None
     if len(parsed) < 2:
