@@ -1,4 +1,5 @@
-"""Acceptance of issue 12: TorchRL's multi-agent PPO tutorial, with only the loss swapped for ``RNLoss``, trains.
+"""Acceptance of issues 12 and 10: TorchRL's multi-agent PPO tutorial, with only the loss swapped for ``RNLoss``, trains
+(with decision periods, vertex rewards and learners per level too).
 
 The script below follows the tutorial (https://pytorch.org/rl/stable/tutorials/multiagent_ppo.html) step by step:
 a ``Collector``, a ``ReplayBuffer`` sampled without replacement, the loss, ``make_value_estimator(ValueEstimators.GAE,
@@ -9,18 +10,33 @@ The env is the mock contextual bandit: agent ``k`` earns up to ``k + 1`` per ste
 """
 from __future__ import annotations
 
+import pytest
 import torch
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
 from torchrl.envs import TransformedEnv
 from torchrl.objectives import ValueEstimators
+from torchrl.objectives.multiagent import MAPPOLoss
 
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
 from torchrl_rn.envs import MockMultiAgentEnv
 
+# issue 10's mechanisms through the same plain script: decision periods with the superiors' advantage as the motors'
+# reward, goal rewards (on the mock the goal slice is the target's first 2 entries, which never move, so the progress
+# term is 0 and beta=1 keeps the task's reward), and a learner per level (a MAPPO loss and centralised critic for the
+# motors under a manager with a local critic)
+VARIANTS = {
+    "plain": ({}, {}, {}),
+    "periods+advantage": ({"periods": [1, 2], "vertex_reward": "advantage:0.5"}, {}, {}),
+    "goal": ({"vertex_reward": "goal:0-2,beta=1"}, {}, {}),
+    "learners per level": ({}, {"critic": ["group", "local"]}, {"loss_cls": {"agents": MAPPOLoss}}),
+}
 
-def test_multiagent_ppo_tutorial_trains_with_rnloss():
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_multiagent_ppo_tutorial_trains_with_rnloss(variant):
+    graph_kwargs, composer_kwargs, loss_kwargs = VARIANTS[variant]
     torch.manual_seed(0)
     # hyperparameters (the tutorial's, scaled to a few seconds on the mock task)
     frames_per_batch, n_iters, num_epochs, minibatch_size = 1_000, 4, 4, 250
@@ -28,11 +44,11 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss():
     n_agents = 3
 
     # environment: the tutorial's VMAS env, here the mock bandit, with the RN's LevelEnv
-    graph = RNGraph.tree(n_agents, branching=[2])
+    graph = RNGraph.tree(n_agents, branching=[2], **graph_kwargs)
     env = TransformedEnv(MockMultiAgentEnv(n_agents, num_envs=20, max_steps=5, seed=0), LevelEnv(graph))
 
     # policy and critic: the RN's (the tutorial builds a ProbabilisticActor and a critic over MultiAgentMLPs)
-    composer = GraphComposer(graph, env, num_cells=32)
+    composer = GraphComposer(graph, env, num_cells=32, **composer_kwargs)
     policy = composer.policy
 
     collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=frames_per_batch * n_iters)
@@ -40,7 +56,8 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss():
                                  batch_size=minibatch_size)
 
     # the loss: RNLoss where the tutorial has ClipPPOLoss
-    loss_module = RNLoss(composer, clip_epsilon=clip_epsilon, entropy_coeff=entropy_eps, normalize_advantage=False)
+    loss_module = RNLoss(composer, clip_epsilon=clip_epsilon, entropy_coeff=entropy_eps, normalize_advantage=False,
+                         **loss_kwargs)
     loss_module.set_keys(reward="reward", action="action", value="state_value", done="done", terminated="terminated")
     loss_module.make_value_estimator(ValueEstimators.GAE, gamma=gamma, lmbda=lmbda)
     GAE = loss_module.value_estimator  # the tutorial's name
@@ -73,3 +90,8 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss():
     # the best policy earns (1 + 2 + 3) / 3 = 2 per agent and step, the untrained one about 0.6 here; measured: 0.57,
     # 0.71, 0.92, 1.10 (and 1.5 after 10 iterations)
     assert mean_rewards[-1] > mean_rewards[0] + 0.3, mean_rewards
+    # and each variant's mechanism was in the loop
+    keys = set(tensordict_data.keys(True, True))
+    assert (("level1", "decided") in keys) == (variant == "periods+advantage")
+    assert (("next", "agents", "vertex_reward") in keys) == (variant == "goal")
+    assert isinstance(loss_module.group_losses["agents"], MAPPOLoss) == (variant == "learners per level")
