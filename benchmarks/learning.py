@@ -296,17 +296,32 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks or preset.tasks:
         stem = task.replace("/", "-")
-        result = load_result(out / f"{stem}.json", task, preset, name)
+        path = out / f"{stem}.json"
+        result = load_result(path, task, preset, name)
         for method in args.methods or preset.methods:
             entry = result["methods"].setdefault(method, {"definition": definition(method), "seeds": {}})
             for seed in args.seeds or preset.seeds:
                 if str(seed) in entry["seeds"]:
-                    print(f"{task} {method} seed {seed}: kept from {out / f'{stem}.json'}", flush=True)
+                    print(f"{task} {method} seed {seed}: kept from {path}", flush=True)
                     continue
-                run = entry["seeds"][str(seed)] = run_one(preset, task, method, seed, out)
-                print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
-                      f"({run['frames_per_second']:.0f} frames/s)", flush=True)
-                result = save_result(result, out / f"{stem}.json")
+                # slices may run side by side: a run is claimed before it starts, so no two slices train it
+                claim = out / "runs" / stem / _folder(method) / f"seed{seed}.claim"
+                if (holder := claim_run(claim, path)) is not None:
+                    print(f"{task} {method} seed {seed}: being run by another slice (pid {holder}), skipped",
+                          flush=True)
+                    continue
+                try:
+                    merge_from_disk(result, path)  # finished by another slice since this one started?
+                    if str(seed) in entry["seeds"]:
+                        print(f"{task} {method} seed {seed}: kept from {path} (finished by another slice)",
+                              flush=True)
+                        continue
+                    run = entry["seeds"][str(seed)] = run_one(preset, task, method, seed, out)
+                    print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
+                          f"({run['frames_per_second']:.0f} frames/s)", flush=True)
+                    result = save_result(result, path)
+                finally:
+                    claim.unlink(missing_ok=True)
 
 
 def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:
@@ -349,18 +364,57 @@ def _same_training(a: dict, b: dict) -> bool:
     return a.get("preset") == b.get("preset") and training(a) == training(b)
 
 
+def _lock(path: Path):
+    """The task JSON's lock file, opened: ``fcntl.flock`` it around a read-modify-write."""
+    return open(path.with_name(path.name + ".lock"), "w")
+
+
+def claim_run(claim: Path, path: Path) -> int | None:
+    """Claims a run for this process, under the task JSON's lock: writes its pid to ``claim`` and returns None, or
+    returns the pid of the live process that holds the claim. A claim whose process is gone (a slice that was
+    killed) is taken over."""
+    with _lock(path) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            holder = int(claim.read_text())
+        except (OSError, ValueError):
+            holder = None
+        if holder is not None and holder != os.getpid() and _alive(holder):
+            return holder
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        claim.write_text(str(os.getpid()))
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def merge_from_disk(result: dict, path: Path) -> dict:
+    """Adds to ``result`` the runs of the JSON on disk it lacks (runs other slices saved meanwhile), if that file
+    holds runs of the same training. Returns ``result``."""
+    if path.exists():
+        disk = json.loads(path.read_text())  # written by rename: never half a file
+        if _same_training(disk, result):
+            for method, entry in disk["methods"].items():
+                mine = result["methods"].setdefault(method, {"definition": entry["definition"], "seeds": {}})
+                for seed, run in entry["seeds"].items():
+                    mine["seeds"].setdefault(seed, run)
+    return result
+
+
 def save_result(result: dict, path: Path) -> dict:
     """Merges ``result`` into the JSON on disk (runs another process saved meanwhile are kept), writes it
     atomically (temp file + rename) under a file lock, then its plot. Returns the merged result."""
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    with _lock(path) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            disk = json.loads(path.read_text())
-            if _same_training(disk, result):
-                for method, entry in disk["methods"].items():
-                    mine = result["methods"].setdefault(method, {"definition": entry["definition"], "seeds": {}})
-                    for seed, run in entry["seeds"].items():
-                        mine["seeds"].setdefault(seed, run)
+        merge_from_disk(result, path)
         for entry in result["methods"].values():
             if entry["seeds"]:
                 entry.update(summarise(entry["seeds"]))

@@ -168,6 +168,35 @@ def test_parallel_slices_merge_instead_of_overwriting(tmp_path, learning):
     assert on_disk["methods"]["rn-tree2"]["final_mean"] == 5.0
 
 
+def test_a_run_is_claimed_by_one_slice_and_a_dead_slice_claim_is_taken_over(tmp_path, learning):
+    path, claim = tmp_path / "vmas-balance.json", tmp_path / "runs" / "vmas-balance" / "mappo" / "seed0.claim"
+    assert learning.claim_run(claim, path) is None and claim.read_text() == str(os.getpid())
+    claim.write_text(str(os.getppid()))  # held by a live process (this test's parent)
+    assert learning.claim_run(claim, path) == os.getppid()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim.write_text(dead.stdout.strip())  # held by a process that has exited
+    assert learning.claim_run(claim, path) is None and claim.read_text() == str(os.getpid())
+
+
+def test_a_slice_skips_runs_claimed_or_finished_by_another(tmp_path, learning, capsys):
+    path = tmp_path / "vmas-balance.json"
+    claim = tmp_path / "runs" / "vmas-balance" / "mappo" / "seed0.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(str(os.getppid()))  # another slice is training MAPPO seed 0
+    learning.main(["--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "0", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert f"mappo seed 0: being run by another slice (pid {os.getppid()}), skipped" in out
+    assert set(json.loads(path.read_text())["methods"]["mappo"]["seeds"]) == {"1"}
+    assert not (claim.parent / "seed1.claim").exists()  # released after its run
+    # a slice that loaded the JSON before another one saved a run sees it on disk before starting it
+    stale = learning.load_result(path, "vmas/balance", learning.PRESETS["tiny"], "tiny")
+    fresh = json.loads(path.read_text())
+    fresh["methods"]["mappo"]["seeds"]["0"] = dict(fresh["methods"]["mappo"]["seeds"]["1"])
+    path.write_text(json.dumps(fresh))
+    del stale["methods"]["mappo"]["seeds"]["1"]
+    assert set(learning.merge_from_disk(stale, path)["methods"]["mappo"]["seeds"]) == {"0", "1"}
+
+
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_scaling_tiny_writes_json_and_png(tmp_path):
     run("scaling.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
