@@ -72,9 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                             "with --out), then write aggregate.png/.csv/.json: mean and t-based 95%% CI over seeds")
     train.add_argument("--sweep", default=None, metavar="FIELD=V1,V2,...",
                        help="train once per value of any TrainConfig field (e.g. beta=0,0.25,0.5 or "
-                            "graph=flat,tree:2; separate values with ';' when they hold commas: 'graph=tree:2;tree:2,2'), each over "
-                            "--seeds (default: --seed), in <out>/<FIELD><V>; then "
-                            "write sweep.png (one 95%% band per value) and sweep.json")
+                            "graph=flat,tree:2; separate values with ';' when they hold commas: "
+                            "'graph=tree:2;tree:2,2'), each over --seeds (default: --seed), in <out>/<FIELD><V>; "
+                            "then write sweep.png (one 95%% band per value) and sweep.json")
     train.add_argument("--resume", default=None, metavar="RUN",
                        help="checkpoint file or run folder to continue from, in that folder, with the config it "
                             "recorded (only --frames may change; any other flag given must equal the recorded value)")
