@@ -176,7 +176,7 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         eval_every=preset.eval_every, num_cells=preset.num_cells, normalize_advantage=preset.normalize_advantage,
         value_norm=preset.value_norm, entropy_coeff=preset.entropy_coeff,
         seed=seed, logger="",
-        out=str(out / "runs" / task.replace("/", "-") / _folder(method) / f"seed{seed}"), **definition(method),
+        out=str(run_dir(out, task, method, seed)), **definition(method),
     )
     # force: the task's JSON records finished runs; a run folder it does not list is an unfinished one, redone
     trainer = RNTrainer(cfg, progress=False, force=True)
@@ -193,6 +193,11 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         "frames_per_second": trainer.frames / wall,
         "threads": torch.get_num_threads(),
     }
+
+
+def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
+    """The folder of one run of the benchmark (its ``rn train`` output): ``<out>/runs/<task>/<method>/seed<S>``."""
+    return out / "runs" / task.replace("/", "-") / _folder(method) / f"seed{seed}"
 
 
 def _folder(method: str) -> str:
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{task} {method} seed {seed}: kept from {path}", flush=True)
                     continue
                 # slices may run side by side: a run is claimed before it starts, so no two slices train it
-                claim = out / "runs" / stem / _folder(method) / f"seed{seed}.claim"
+                folder = run_dir(out, task, method, seed)
+                claim = folder.with_name(folder.name + ".claim")
                 if (holder := claim_run(claim, path)) is not None:
                     print(f"{task} {method} seed {seed}: being run by another slice (pid {holder}), skipped",
                           flush=True)

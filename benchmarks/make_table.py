@@ -81,7 +81,7 @@ def _verdicts(data: list[dict]) -> str:
             mean, ci = mean_ci95([entry["seeds"][s]["eval_return"][-1] for s in seeds])
             base, base_ci = mean_ci95([mappo[s]["eval_return"][-1] for s in seeds])
             verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
-            verdict += " (provisional: fewer than 5 seeds)" * (len(seeds) < MIN_SEEDS)
+            verdict += f" (provisional: fewer than {MIN_SEEDS} seeds)" * (len(seeds) < MIN_SEEDS)
             rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
                         f"{len(seeds)} | {mean:.1f} ± {ci:.1f} | {base:.1f} ± {base_ci:.1f} | {verdict} |")
     if len(rows) == 2:

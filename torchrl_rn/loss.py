@@ -183,13 +183,14 @@ class RNLoss(LossModule):
         found: list = [*self.composer.messages.in_keys]
         for k in self.composer.critic.in_keys:
             found += [k, ("next", *_tuple(k))]
+        goals = self.graph.goal_rewards
         for g in self.graph.groups:
             found += [k for k in self.composer.actor(g).in_keys if k not in produced]
             found += [(g, keys.action), (g, keys.sample_log_prob)]
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
             if self.graph.period(g) > 1:
                 found.append((g, "decided"))
-            if g in self.graph.goal_rewards:  # the reward its estimator trains it on
+            if g in goals:  # the reward its estimator trains it on
                 found.append(("next", g, "vertex_reward"))
         return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
 
