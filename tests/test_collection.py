@@ -7,6 +7,7 @@ import importlib.util
 
 import pytest
 import torch
+from torchrl.modules import TanhNormal
 
 from torchrl_rn import RNTrainer
 from torchrl_rn.train import TrainConfig, collection, load_checkpoint, main
@@ -59,6 +60,25 @@ def test_workers_train_and_write_results_folder(tmp_path, monkeypatch):
     seen = _record_batches(monkeypatch)
     assert main([*ARGS, "--workers", "2", "--out", str(tmp_path / "run")]) == 0
     _check_results(tmp_path / "run", seen)
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_goal_warmup_reaches_the_workers(tmp_path, monkeypatch):
+    """The warm-up flag travels with the weights: the workers' first batch holds random goals (not the managers' own
+    samples, so the stored log-probability is not the actor's density at the action), the second the actor's."""
+    seen: list[bool] = []
+    original = RNTrainer.update
+
+    def update(self, data):
+        loc, scale, action = (data["level1", k] for k in ("loc", "scale", "action"))
+        density = TanhNormal(loc, scale, low=-1.0, high=1.0).log_prob(action)
+        seen.append(bool(torch.allclose(density, data["level1", "action_log_prob"], atol=1e-3)))
+        return original(self, data)
+
+    monkeypatch.setattr(RNTrainer, "update", update)
+    assert main([*ARGS, "--workers", "2", "--vertex-reward", "goal:pos", "--goal-warmup", "200",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert seen == [False, True]
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports

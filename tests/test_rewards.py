@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 import torch
 from tensordict import TensorDict
-from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.envs.utils import check_env_specs
@@ -26,6 +26,7 @@ from torchrl_rn.rewards import (
     parse_reward,
     superior_weights,
 )
+from torchrl_rn.vertex import RandomGoals
 
 
 # ---------------------------------------------------------------------------------------------------- parsing
@@ -380,6 +381,71 @@ def test_goal_reward_with_a_composer_policy_and_default_keys_unchanged():
     assert data["next", "agents", "vertex_reward"].shape == (2, 3, 4, 1)
     extra = set(env.full_reward_spec.keys(True, True)) - set(plain.full_reward_spec.keys(True, True))
     assert extra == {("agents", "vertex_reward")}
+
+
+# ---------------------------------------------------------------------------------------------------- goal warm-up
+def _without_random_goals(composer: GraphComposer) -> TensorDictSequential:
+    return TensorDictSequential(*[m for m in composer.policy.module if not isinstance(m, RandomGoals)])
+
+
+def test_goal_warmup_gives_held_random_goals_and_leaves_the_superiors_untrained():
+    graph = RNGraph.tree(4, [2], periods=[1, 2], vertex_reward="goal:pos")
+    env = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, max_steps=10), LevelEnv(graph))
+    composer = GraphComposer(graph, env, num_cells=8)
+    assert composer.warming_up == []
+
+    def rollout(policy):
+        torch.manual_seed(0)
+        env.set_seed(0)
+        with torch.no_grad():
+            return env.rollout(6, policy, break_when_any_done=False)
+
+    # inactive, the warm-up changes nothing and draws no random numbers
+    plain = rollout(composer.policy)
+    assert (plain == rollout(_without_random_goals(composer))).all()
+
+    assert composer.goal_warmup(True) == ["level1"]
+    data = rollout(composer.policy)
+    goals = data["level1", "action"]  # [envs, time, managers, 4]
+    assert not torch.allclose(goals, plain["level1", "action"])
+    assert goals.abs().max() <= 1 and goals.std() > 0.4  # uniform on [-1, 1]: std 0.58 (the actor's: about 0.1)
+    torch.testing.assert_close(goals[:, 1::2], goals[:, 0::2])  # held over the period-2 window
+    torch.testing.assert_close(data["agents", "instruction"][:, :, 0], goals[:, :, 0])  # motor 0 reads its manager
+
+    loss = RNLoss(composer, gamma=0.9, lmbda=0.9)
+    out = loss(data.reshape(-1))
+    assert all(out["level1", k] == 0 for k in out["level1"].keys() if k.startswith("loss_"))
+    out["loss"].backward()
+    managers = composer.vertex_groups["level1"]
+    assert all(p.grad is None or not p.grad.any() for p in managers.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in composer.vertex_groups["agents"].parameters())
+
+    composer.goal_warmup(False)
+    out = loss(data.reshape(-1))
+    assert out["level1", "loss_objective"] != 0 and composer.warming_up == []
+
+
+def test_trainer_goal_warmup_trains_the_managers_after_it(tmp_path):
+    cfg = TrainConfig(task="mock", frames=300, frames_per_batch=100, max_steps=5, minibatch_size=50, epochs=1,
+                      num_cells=8, manager_cells=8, periods="1,2", vertex_reward="goal:pos", goal_warmup=200,
+                      out=str(tmp_path / "run"))
+    assert cfg.method_name == "rn-tree2-p1-2-rgoalpos-w200"
+    trainer = RNTrainer(cfg, env_fn=lambda n, seed: MockMultiAgentEnv(4, num_envs=n, seed=seed), progress=False)
+    history = trainer.train()
+    manager_loss = [row["level1/loss_objective"] for row in history]
+    assert manager_loss[:2] == [0.0, 0.0] and manager_loss[2] != 0.0
+    assert all(row["agents/loss_objective"] != 0.0 for row in history)
+    assert trainer.composer.warming_up == []
+
+
+def test_goal_warmup_option_errors():
+    with pytest.raises(ValueError, match=r"--goal-warmup must be >= 0"):
+        TrainConfig(vertex_reward="goal:pos", goal_warmup=-1)
+    with pytest.raises(ValueError, match=r"--goal-warmup applies only to --algo rn"):
+        TrainConfig(algo="mappo", goal_warmup=100)
+    cfg = TrainConfig(task="mock", frames=100, frames_per_batch=100, max_steps=5, minibatch_size=50, goal_warmup=100)
+    with pytest.raises(ValueError, match=r"--goal-warmup 100: no vertex of --graph 'tree:2' is trained on a goal"):
+        RNTrainer(cfg, env_fn=lambda n, seed: MockMultiAgentEnv(4, num_envs=n, seed=seed), progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------- trainer

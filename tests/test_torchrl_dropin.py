@@ -23,7 +23,7 @@ from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
 from torchrl_rn.envs import MockMultiAgentEnv
 
 # issue 10's mechanisms through the same plain script: decision periods with the superiors' advantage as the motors'
-# reward, goal rewards (on the mock the goal slice is the target's first 2 entries, which never move, so the progress
+# reward, goal rewards with a one-batch warm-up on random goals (on the mock the goal slice is the target's first 2 entries, which never move, so the progress
 # term is 0 and beta=1 keeps the task's reward), and a learner per level (a MAPPO loss and centralised critic for the
 # motors under a manager with a local critic)
 VARIANTS = {
@@ -63,7 +63,8 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss(variant):
     GAE = loss_module.value_estimator  # the tutorial's name
     optim = torch.optim.Adam(loss_module.parameters(), lr)
 
-    mean_rewards = []
+    mean_rewards, manager_losses = [], []
+    composer.goal_warmup(variant == "goal")  # random goals for the first batch (a no-op without goal rewards)
     for tensordict_data in collector:
         # the tutorial expands the root done to the agents (LevelEnv already wrote them; this changes nothing)
         reward_shape = tensordict_data.get_item_shape(("next", "agents", "reward"))
@@ -83,6 +84,8 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss(variant):
                 torch.nn.utils.clip_grad_norm_(loss_module.parameters(), max_grad_norm)
                 optim.step()
                 optim.zero_grad()
+        manager_losses.append(float(loss_vals["level1", "loss_objective"]))
+        composer.goal_warmup(False)  # the warm-up ends after one batch
         collector.update_policy_weights_()
         mean_rewards.append(tensordict_data.get(("next", "agents", "reward")).mean().item())
     collector.shutdown()
@@ -94,4 +97,5 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss(variant):
     keys = set(tensordict_data.keys(True, True))
     assert (("level1", "decided") in keys) == (variant == "periods+advantage")
     assert (("next", "agents", "vertex_reward") in keys) == (variant == "goal")
+    assert (manager_losses[0] == 0.0) == (variant == "goal") and manager_losses[-1] != 0.0  # the warm-up's batch
     assert isinstance(loss_module.group_losses["agents"], MAPPOLoss) == (variant == "learners per level")

@@ -130,12 +130,42 @@ class GraphComposer(nn.Module):
                 vg.value_head.module = Denormalize(vg.value_head.module, vg.value_norm)
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
-                for m in (vg.instruction_gather, vg.clock, vg.actor, vg.hold) if m is not None]
+                for m in (vg.instruction_gather, vg.clock, vg.actor, vg.random_goals, vg.hold) if m is not None]
         clocks = [vg.clock for vg in self.vertex_groups.values() if vg.clock is not None]
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
         self.critic = TensorDictSequential(*up, *clocks, *(vg.value_head for vg in self.vertex_groups.values()))
         self.to(self.device)  # the gather indices and mean counts are buffers built on the CPU
+
+    def goal_warmup(self, active: bool = True) -> list[str]:
+        """Turns the goal warm-up on or off: superiors of goal-rewarded vertices give uniformly random goals
+        (:class:`~torchrl_rn.vertex.RandomGoals`) and :class:`~torchrl_rn.RNLoss` leaves them untrained, so their
+        subordinates learn to reach goals first (the feudal warm-up on random goals). Returns the groups affected
+        (empty without goal rewards).
+
+        Examples:
+            >>> from torchrl.envs import TransformedEnv
+            >>> from torchrl_rn import GraphComposer, LevelEnv, RNGraph
+            >>> from torchrl_rn.envs import MockMultiAgentEnv
+            >>> graph = RNGraph.tree(2, [2], vertex_reward="goal:pos")
+            >>> composer = GraphComposer(graph, TransformedEnv(MockMultiAgentEnv(2), LevelEnv(graph)), num_cells=8)
+            >>> composer.goal_warmup(True)
+            ['level1']
+            >>> composer.warming_up
+            ['level1']
+            >>> composer.goal_warmup(False), composer.warming_up
+            (['level1'], [])
+        """
+        groups = [g for g, vg in self.vertex_groups.items() if vg.random_goals is not None]
+        for g in groups:
+            self.vertex_groups[g].random_goals.active.fill_(bool(active))
+        return groups
+
+    @property
+    def warming_up(self) -> list[str]:
+        """The groups giving random goals now (see :meth:`goal_warmup`)."""
+        return [g for g, vg in self.vertex_groups.items()
+                if vg.random_goals is not None and bool(vg.random_goals.active)]
 
     def actor(self, group: str) -> TensorDictModuleBase:
         """The policy of ``group`` alone: reads ``(group, "observation" | "instruction")``."""

@@ -40,7 +40,9 @@ class RNLoss(LossModule):
 
     A group with a decision period ``k > 1`` (:meth:`RNGraph.period`) is trained on the steps where it decided
     (``(group, "decided")``, written by the composed policy) only: its loss gets those rows of the data, so its
-    means are over its decisions. Its advantages come from :class:`GraphGAE`'s semi-Markov estimate.
+    means are over its decisions. Its advantages come from :class:`GraphGAE`'s semi-Markov estimate. A group giving
+    random goals (:meth:`GraphComposer.goal_warmup`) is not trained: its loss terms are 0, since the actions in the
+    data are not its policy's.
 
     If the data lacks a group's advantage, every group's advantage is computed first, with one call of the value
     estimator (one graph critic pass); if the data has them (e.g. ``loss.value_estimator(data)`` before a replay
@@ -260,11 +262,15 @@ class RNLoss(LossModule):
         self.composer.messages(td)
         out = TensorDict()
         totals: dict[str, torch.Tensor] = {}
+        warming_up = self.composer.warming_up  # groups giving random goals: their actions are not their policy's
         for g, loss in self.group_losses.items():
             # the group's loss reads its own entries (and root ones such as TorchRL's loss masks): it gets the data
             # without the "next" step and the other groups, so its copies and row selections are of those only
             group_td = td.exclude("next", *self._other_groups[g]) if td.get((g, advantage), None) is not None else td
-            terms = loss(group_td) if self.graph.period(g) == 1 else self._decision_loss(loss, group_td, g)
+            if g in warming_up:
+                terms = _zero_losses(loss(group_td))
+            else:
+                terms = loss(group_td) if self.graph.period(g) == 1 else self._decision_loss(loss, group_td, g)
             out.set(g, terms)
             coeff = self.group_coeffs[g]
             for k, v in terms.items():
@@ -289,11 +295,15 @@ class RNLoss(LossModule):
         rows = decided.reshape(*td.batch_size, -1).any(-1)
         if bool(rows.any()):
             return loss(td[rows])
-        terms = loss(td)
-        for k, v in terms.items():
-            if k.startswith("loss_"):
-                terms.set(k, v * 0.0)
-        return terms
+        return _zero_losses(loss(td))
+
+
+def _zero_losses(terms: TensorDictBase) -> TensorDictBase:
+    """``terms`` with every ``loss_*`` entry times 0: still connected to the parameters, so a backward pass works."""
+    for k, v in terms.items():
+        if k.startswith("loss_"):
+            terms.set(k, v * 0.0)
+    return terms
 
 
 def _tuple(key) -> tuple:

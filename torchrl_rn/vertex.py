@@ -9,6 +9,8 @@ the group is the unit of speed. A group owns up to five modules, all reading and
 * ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
 * ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
 * ``value_head``: ``V(o-, o+)``;
+* ``random_goals`` (a superior of goal-rewarded vertices only): a :class:`RandomGoals` after the actor, inactive
+  unless :meth:`~torchrl_rn.GraphComposer.goal_warmup` turns it on;
 * ``hold`` (a group with a decision period > 1 only): a :class:`DecisionHold` after the actor;
 * ``clock`` (with ``observe_clock`` and superiors with a decision period only): a :class:`SuperiorClock`, an extra
   input of the actor and the value head.
@@ -26,7 +28,8 @@ from torchrl.modules import MultiAgentMLP, OneHotCategorical, ProbabilisticActor
 
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["GraphGather", "GatherModule", "DirectModule", "BlockMean", "ConcatMLP", "DecisionHold", "SuperiorClock", "VertexGroup",
+__all__ = ["GraphGather", "GatherModule", "DirectModule", "BlockMean", "ConcatMLP", "DecisionHold", "RandomGoals", "SuperiorClock",
+           "VertexGroup",
            "actor_head", "message_key"]
 
 NestedKey = tuple[str, str]
@@ -165,6 +168,51 @@ class ConcatMLP(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
+
+
+class RandomGoals(TensorDictModuleBase):
+    """A goal warm-up: while :attr:`active`, a group's action is replaced by a uniform sample of its action space.
+
+    Feudal hierarchies pre-train their workers on random goals before the manager learns to set them (Ahilan and
+    Dayan, arXiv 1901.08492). Placed after a superior group's actor and before its :class:`DecisionHold` (so a random
+    goal is held over the decision window like a sampled one), it lets goal-rewarded subordinates learn to reach
+    goals before their superiors' goals mean anything. The replaced actions are not the group's policy's, so
+    :class:`~torchrl_rn.RNLoss` does not train the group while it is active (its loss terms are 0). Inactive (the
+    default) it changes nothing and draws no random numbers. ``active`` is a buffer, so it travels with the policy's
+    weights to collector workers.
+
+    Args:
+        group (str): the group whose action is replaced.
+        low, high (tensor): bounds of the group's action space (``[-1, 1]`` for a manager).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> warmup = RandomGoals("boss", torch.full((2,), -1.0), torch.full((2,), 1.0))
+        >>> td = TensorDict({"boss": TensorDict({"action": torch.full((3, 1, 2), 5.0)}, [3, 1])}, [3])
+        >>> bool((warmup(td.clone())["boss", "action"] == 5).all())  # inactive: unchanged
+        True
+        >>> warmup.active.fill_(True)
+        tensor(True)
+        >>> bool((warmup(td.clone())["boss", "action"].abs() <= 1).all())
+        True
+    """
+
+    def __init__(self, group: str, low: torch.Tensor, high: torch.Tensor) -> None:
+        super().__init__()
+        self.group = group
+        self.in_keys = [(group, "action")]
+        self.out_keys = [(group, "action")]
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float), persistent=False)
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float), persistent=False)
+        self.register_buffer("active", torch.zeros((), dtype=torch.bool), persistent=False)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if bool(self.active):
+            key = (self.group, "action")
+            action = tensordict.get(key)
+            noise = torch.rand(action.shape, dtype=action.dtype, device=action.device)
+            tensordict.set(key, self.low.to(action) + (self.high - self.low).to(action) * noise)
+        return tensordict
 
 
 class DecisionHold(TensorDictModuleBase):
@@ -442,6 +490,11 @@ class VertexGroup(nn.Module):
             spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
         self.action_spec = spec
         self.actor = actor_head(spec, lambda n_out, *head: mlp(n_out, False, *head), in_keys, group, device=device)
+        # a goal warm-up (GraphComposer.goal_warmup): superiors of goal-rewarded groups can give random goals
+        self.random_goals = None
+        if any(graph.group_of(s) == group for g in graph.goal_rewards for v in graph.groups[g]
+               for s in graph.superiors(v)):
+            self.random_goals = RandomGoals(group, spec.space.low, spec.space.high)
         # a decision period k > 1: the actor's sample is kept only where the group decides
         self.period = graph.period(group)
         self.hold = None

@@ -31,7 +31,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "level_critics")
+           "observe_clock", "vertex_reward", "goal_warmup", "level_critics")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -130,6 +130,10 @@ class TrainConfig:
                                "decisions (with --periods); rn only")
     vertex_reward: str = _opt("psi", "reward function of every vertex that has superiors (roots keep psi; a goal "
                               "reward goes to the motors): " + REWARD_HELP + "; rn only")
+    goal_warmup: int = _opt(0, "frames at the start of training in which the superiors of goal-rewarded motors give "
+                            "uniformly random goals and are not trained, so the motors first learn to reach goals "
+                            "(the feudal warm-up on random goals); needs a goal --vertex-reward; rn only",
+                            unit="frames")
     level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "
                               "learners per level: 'group,local' gives the motors a MAPPO-style centralised critic "
                               "under managers with local, PPO-style critics); '' = --critic for every level; rn only")
@@ -260,6 +264,8 @@ class TrainConfig:
             parse_reward(self.vertex_reward)
         except ValueError as err:
             raise ValueError(f"--vertex-reward: {err}") from None
+        if self.goal_warmup < 0:
+            raise ValueError(f"--goal-warmup must be >= 0 frames, got {self.goal_warmup}.")
         if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
@@ -325,7 +331,8 @@ class TrainConfig:
         periods = f"-p{self.periods.replace(',', '-')}" if self.period_list else ""
         reward = "" if self.vertex_reward == "psi" else f"-r{self.vertex_reward.replace(':', '').replace(',', '-')}"
         critics = f"-c{self.level_critics.replace(',', '-')}" if self.level_critics.strip() else ""
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods + reward + critics)}"
+        warmup = f"-w{self.goal_warmup}" if self.goal_warmup else ""
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods + reward + warmup + critics)}"
 
 
 def _flag(name: str) -> str:

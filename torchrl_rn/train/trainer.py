@@ -171,6 +171,9 @@ class RNTrainer:
                 normalize_advantage=cfg.normalize_advantage, gamma=cfg.gamma, lmbda=cfg.lmbda, beta=cfg.beta,
                 neighbourhood=cfg.neighbourhood,
             )
+            if cfg.goal_warmup and not self.composer.goal_warmup(False):
+                raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph!r} is trained on a "
+                                 "goal reward (give one with --vertex-reward goal:...).")
             return self.composer.policy, loss
         # TorchRL's own MAPPO / IPPO, as in its multi-agent PPO tutorial; the actor head is VertexGroup's
         obs = env.full_observation_spec_unbatched["agents", "observation"].shape[-1]
@@ -295,10 +298,16 @@ class RNTrainer:
     def _start_iteration(self, collector: BaseCollector) -> None:
         """Envs reseeded from ``(seed, iteration)`` and reset, buffer emptied: the same start in a fresh or resumed run.
 
+        With ``goal_warmup``, the goal warm-up is on for the iterations that start before that many frames (set here,
+        before the batch is collected, and pushed to collector workers with the weights).
+
         The global generators are left as they were, so the policy's sampling continues the checkpointed stream.
         TorchRL's ``RayCollector`` has no ``reset()``: with ``ray``, its remote envs are reseeded but their episodes
         run on across batches, so a resumed Ray run is not bit-identical to an uninterrupted one.
         """
+        if self.config.goal_warmup:
+            self.composer.goal_warmup(self.frames < self.config.goal_warmup)
+            collector.update_policy_weights_()
         seed = int(np.random.SeedSequence([self.config.seed, self.iteration]).generate_state(1)[0])
         with _isolated_rng():
             collector.set_seed(seed)
