@@ -94,7 +94,8 @@ PRESETS = {
     # normalised advantages and truncated time limits: one seed of MAPPO stayed flat to 90k frames then rose from
     # -1,000 to -840 (train) by 240k; 600k frames per run
     "spread-vn": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5",
-                                                                 "rn-tree4-p5", "rn-tree4-p5-goal", "rn-tree4-p5-goal0"),
+                                                                 "rn-tree4-p5", "rn-tree4-p5-goal", "rn-tree4-p5-goal0",
+                                                                 "rn-tree4-p5-goal0-w"),
                         seeds=(0, 1, 2, 3, 4), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01),
     # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
@@ -133,6 +134,10 @@ METHODS: dict[str, dict] = {
     "rn-tree4-p5": {"algo": "rn", "graph": "tree:4", "periods": "1,5"},
     "rn-tree4-p5-goal": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos,beta=0.1"},
     "rn-tree4-p5-goal0": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos"},
+    # the same after a warm-up on random goals for the first 120k frames (a fifth of spread-vn's budget): the motors
+    # learn to reach goals before the manager learns to set them (feudal pre-training)
+    "rn-tree4-p5-goal0-w": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos",
+                            "goal_warmup": 120_000},
     # learned messages (an MLP encoder trained end to end) instead of passing subordinates' observations up
     "rn-tree2-learned": {"algo": "rn", "graph": "tree:2", "phi": "learned"},
 }
