@@ -104,6 +104,14 @@ PRESETS = {
     "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
                         methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"), seeds=(0, 1, 2, 3, 4), frames=300_000,
                         n_agents={"vmas/dispersion": 4, "vmas/discovery": 4, "vmas/sampling": 4}),
+    # VMAS dropout (4 agents; the episode ends when any agent reaches the goal, +1 once, and every agent's movement
+    # costs energy): the agents do not observe each other, so only something that sees them all can pick the one
+    # that should go; the VMAS paper's fully centralised PPO beats MAPPO and IPPO there. One manager over all 4
+    # motors (tree:4) sees every agent, with its action broadcast or addressed (one block per motor); 5 seeds at
+    # 300k frames, the hyperparameters of balance
+    "dropout": Preset(tasks=("vmas/dropout",), methods=("mappo", "ippo", "rn-tree4", "rn-tree4-p5", "rn-tree4-addressed",
+                                                         "rn-tree4-addressed-p5"),
+                      seeds=(0, 1, 2, 3, 4), frames=300_000, n_agents={"vmas/dropout": 4}),
     "balance8": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
                        seeds=(0, 1, 2, 3, 4), frames=300_000, n_agents={"vmas/balance": 8}),
     # seconds, for the schema test
@@ -131,6 +139,11 @@ METHODS: dict[str, dict] = {
     # one manager over all 4 motors (the assignment of spread's landmarks is its decision), period 5; without and
     # with goals (the goal one: 8-dim instruction, a position per motor; beta 0: motors learn from goals only, the
     # manager from the team reward)
+    "rn-tree4": {"algo": "rn", "graph": "tree:4"},
+    # the manager's action cut into one block per motor, each motor reading its own (instruct="addressed"): with shared
+    # weights and a broadcast action, the motors cannot tell which part of an instruction is theirs
+    "rn-tree4-addressed": {"algo": "rn", "graph": "tree:4", "instruct": "addressed"},
+    "rn-tree4-addressed-p5": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5"},
     "rn-tree4-p5": {"algo": "rn", "graph": "tree:4", "periods": "1,5"},
     "rn-tree4-p5-goal": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos,beta=0.1"},
     "rn-tree4-p5-goal0": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos"},

@@ -77,6 +77,7 @@ CASES = [
     ("graph with mappo", [*TINY, "--algo", "mappo", "--graph", "dag", "--out", "{t}/run"], "--graph"),
     ("beta with ippo", [*TINY, "--algo", "ippo", "--beta", "0.5", "--out", "{t}/run"], "--beta"),
     ("phi with mappo", [*TINY, "--algo", "mappo", "--phi", "mean", "--out", "{t}/run"], "--phi"),
+    ("instruct with mappo", [*TINY, "--algo", "mappo", "--instruct", "addressed", "--out", "{t}/run"], "--instruct"),
     ("goal warm-up without goals", [*TINY, "--goal-warmup", "100", "--out", "{t}/run"], "--goal-warmup 100"),
     ("negative goal warm-up", [*TINY, "--vertex-reward", "goal:pos", "--goal-warmup", "-5", "--out", "{t}/run"],
      "--goal-warmup"),

@@ -63,6 +63,23 @@ def test_shared_subordinate_gets_both_instructions_in_order(composed):
     torch.testing.assert_close(instr[:, 3], torch.cat([a1, torch.zeros_like(a1)], -1))
 
 
+def test_addressed_instructions_give_each_subordinate_its_block():
+    # a DAG: a -> m0, m1, m2 and b -> m2, m3; a has 3 subordinates and b 2, so the group's action (default size 4,
+    # made a multiple of its 3 slots: 6) is cut in blocks of 2; b uses blocks 0 (m2) and 1 (m3) only
+    g = nx.DiGraph([("a", "m0"), ("a", "m1"), ("a", "m2"), ("b", "m2"), ("b", "m3")])
+    graph = RNGraph(g, defaults={"instruct": "addressed"})
+    assert graph.group_action_dim("level1") == 6 and graph.dims(3)["agents"]["instruction"] == 4
+    env = make_rn_env(graph)
+    td = GraphComposer(graph, env, num_cells=8).policy(env.reset())
+    a, b = td["level1", "action"][:, 0], td["level1", "action"][:, 1]
+    instr = td["agents", "instruction"]
+    zeros = torch.zeros_like(a[:, :2])
+    torch.testing.assert_close(instr[:, 0], torch.cat([a[:, 0:2], zeros], -1))
+    torch.testing.assert_close(instr[:, 1], torch.cat([a[:, 2:4], zeros], -1))
+    torch.testing.assert_close(instr[:, 2], torch.cat([a[:, 4:6], b[:, 0:2]], -1))  # its block of each, in I+ order
+    torch.testing.assert_close(instr[:, 3], torch.cat([b[:, 2:4], zeros], -1))
+
+
 def test_bottom_up_identity_messages(composed):
     graph, env, composer = composed("tree3")
     td = composer.policy(env.reset())

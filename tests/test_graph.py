@@ -233,3 +233,32 @@ def test_skipping_edges_names_the_edge():
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     assert not skip.is_layered() and skip.skipping_edges() == [("top", "m1")]
     assert RNGraph.overlapping(4, 2, root=True).is_layered()
+
+
+def test_instruction_slices_and_addressed_action_sizes():
+    broadcast = RNGraph.tree(4, [2])
+    assert broadcast.instruction_slice("l1_0", "motor_1") == (0, 4)
+    addressed = RNGraph.tree(4, [2], vertex_attrs={"instruct": "addressed"})
+    assert [addressed.instruction_slice("l1_1", m) for m in ("motor_2", "motor_3")] == [(0, 2), (2, 4)]
+    assert addressed.dims(5)["agents"]["instruction"] == 2
+    # the default size 4 becomes the smallest multiple of the slots: tree:3 -> 6, tree:8 -> 8
+    assert RNGraph.tree(3, [3], vertex_attrs={"instruct": "addressed"}).group_action_dim("level1") == 6
+    assert RNGraph.tree(8, [8], vertex_attrs={"instruct": "addressed"}).group_action_dim("level1") == 8
+    # with goal rewards the block holds the goal first: 4 motors x 2 entries
+    goals = RNGraph.tree(4, [4], vertex_attrs={"instruct": "addressed"}, vertex_reward="goal:pos")
+    assert goals.group_action_dim("level1") == 8 and goals.instruction_slice("l1_0", "motor_3") == (6, 8)
+
+
+def test_addressed_instruction_errors_name_the_vertex():
+    with pytest.raises(GraphError, match=r"vertex 'l1_0': instruct='addressed' cuts its action_dim 4 into one block "
+                                         r"for each of its 3 subordinates; set action_dim to a multiple of 3"):
+        RNGraph.tree(3, [3], vertex_attrs={"instruct": "addressed", "action_dim": 4})
+    with pytest.raises(GraphError, match=r"vertex 'l1_0': unknown instruct 'shout'"):
+        RNGraph.tree(4, [2], vertex_attrs={"instruct": "shout"})
+    with pytest.raises(GraphError, match=r"vertex 'l1_0': its addressed blocks of 1 entries \(action_dim 4 / 4 "
+                                         r"subordinates\) cannot hold a 2-dim goal .* set its action_dim >= 8"):
+        RNGraph.tree(4, [4], vertex_attrs={"instruct": "addressed", "action_dim": 4}, vertex_reward="goal:pos")
+    g = nx.DiGraph([("a", "m0"), ("b", "m1")])
+    g.nodes["a"]["instruct"] = "addressed"
+    with pytest.raises(GraphError, match=r"group 'level1' has inconsistent instruct"):
+        RNGraph(g)

@@ -47,6 +47,8 @@ SHAPES = {
     # decision periods add state entries (window_step, held_action); motors with a period hold env actions
     "tree2_periods": lambda: RNGraph.tree(N_AGENTS, [2], periods=[1, 3]),
     "tree22_periods": lambda: RNGraph.tree(N_AGENTS, [2, 2], periods=[2, 3, 4]),
+    # addressed instructions: each subordinate reads its own block of its superiors' actions
+    "dag_root_addressed": lambda: RNGraph.overlapping(N_AGENTS, 2, root=True, vertex_attrs={"instruct": "addressed"}),
 }
 #: (shape, level) of the TAG views: layered graphs only, stacked up to their depth
 VIEWS = [("tree2", 1), ("tree22", 1), ("tree22", 2), ("dag", 1), ("dag_root", 1), ("dag_root", 2)]

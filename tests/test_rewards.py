@@ -298,6 +298,21 @@ def test_goal_module_dag_motor_averages_its_superiors_goals():
     torch.testing.assert_close(reward, expected)
 
 
+def test_goal_module_under_addressed_superiors_reads_each_block():
+    # addressed: a's action is [block of m0 | block of m1], b's [block of m1 | block of m2], blocks of 2 entries, and
+    # each motor's instruction holds only its own blocks (m1: a's second, then b's first)
+    g = _dag_edges(reward="goal:0-2")
+    for v in ("a", "b"):
+        g.nodes[v]["instruct"] = "addressed"
+    graph = RNGraph(g)
+    module = GoalRewardModule(graph, "agents", graph.group_reward("agents"))
+    instruction = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, -1.0], [3.0, 3.0, 0.0, 0.0]])
+    next_obs = torch.tensor([[0.5, 0.0], [0.0, 0.5], [3.0, 0.0]])
+    reward = module.compute(torch.zeros(3, 2), instruction, next_obs, torch.zeros(3, 1))[:, 0]
+    # the same goals as the broadcast test above: m0 +.5; m1 (0, 1) +.5 and (0, -1) -.5, mean 0; m2 sqrt(18) - 3
+    torch.testing.assert_close(reward, torch.tensor([0.5, 0.0, 18 ** 0.5 - 3.0]))
+
+
 class _PointEnv(EnvBase):
     """Agents are points: observation = position (starts at 0), action = displacement, agent reward 1 per step."""
 
@@ -452,6 +467,7 @@ def test_goal_warmup_option_errors():
 def test_config_vertex_reward_option():
     assert TrainConfig(vertex_reward="advantage:0.5", periods="1,5").method_name == "rn-tree2-p1-5-radvantage0.5"
     assert TrainConfig().method_name == "rn-tree2"
+    assert TrainConfig(graph="tree:4", instruct="addressed", periods="1,5").method_name == "rn-tree4-addressed-p1-5"
     with pytest.raises(ValueError, match=r"--vertex-reward: unknown vertex reward 'bonus'"):
         TrainConfig(vertex_reward="bonus")
     with pytest.raises(ValueError, match=r"--vertex-reward applies only to --algo rn"):

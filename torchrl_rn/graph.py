@@ -18,11 +18,13 @@ import torch
 
 from torchrl_rn.rewards import GoalReward, VertexReward, as_reward
 
-__all__ = ["RNGraph", "GraphError", "VERTEX_DEFAULTS"]
+__all__ = ["RNGraph", "GraphError", "VERTEX_DEFAULTS", "INSTRUCT_OPTIONS"]
 
 PHI_OPTIONS = ("identity", "mean", "learned")
 PSI_OPTIONS = ("sum", "mean")
 SHARE_OPTIONS = ("split", "copy")
+#: How a vertex's action reaches its subordinates: every subordinate reads all of it, or one block each
+INSTRUCT_OPTIONS = ("broadcast", "addressed")
 NEIGHBOURHOODS = ("up", "down", "both")
 
 #: Defaults of the per-vertex attributes. ``action_dim`` of a motor is taken from the env.
@@ -34,6 +36,7 @@ VERTEX_DEFAULTS: dict[str, Any] = {
     "share": "split",
     "period": 1,
     "reward": "psi",
+    "instruct": "broadcast",
 }
 _KNOWN_ATTRS = set(VERTEX_DEFAULTS) | {"agent", "group"}
 
@@ -60,7 +63,12 @@ class RNGraph:
             ``group`` (str, the vertex group; defaults to ``env_group`` for motors and
             ``"level<l>"`` otherwise), ``reward`` (the vertex's reward function, a
             :class:`~torchrl_rn.rewards.VertexReward` or its string: ``"psi"`` (default), ``"advantage[:alpha]"``,
-            ``"goal:SLICE,..."``; see :mod:`torchrl_rn.rewards`; all vertices of a group share one). The order of a vertex's superiors and subordinates is the order in
+            ``"goal:SLICE,..."``; see :mod:`torchrl_rn.rewards`; all vertices of a group share one),
+            ``instruct`` (``"broadcast"`` | ``"addressed"``: every subordinate of the vertex reads its whole
+            action (default), or the action is cut into equal blocks, one per subordinate in
+            :meth:`subordinates` order, and each subordinate reads only its own, so a manager can tell its
+            subordinates apart even when they share weights; all vertices of a group share one; see
+            :meth:`instruction_slice`). The order of a vertex's superiors and subordinates is the order in
             which the edges were added (or the edge attribute ``order`` where given); it fixes the
             concatenation order of instructions and messages. The graph is copied and frozen: ``RNGraph.nx``
             (structure and attributes) is read-only, so the cached levels, groups and positions cannot go stale;
@@ -140,6 +148,7 @@ class RNGraph:
             v: (g, i) for g, members in self._groups.items() for i, v in enumerate(members)
         }
         self._check_groups()
+        self._check_instructions()
         self._check_rewards()
 
     # ------------------------------------------------------------------ validation
@@ -175,6 +184,9 @@ class RNGraph:
             share = self.attr(v, "share")
             if share not in SHARE_OPTIONS:
                 raise GraphError(f"vertex {v!r}: unknown share {share!r}; choose one of {SHARE_OPTIONS}.")
+            instruct = self.attr(v, "instruct")
+            if instruct not in INSTRUCT_OPTIONS:
+                raise GraphError(f"vertex {v!r}: unknown instruct {instruct!r}; choose one of {INSTRUCT_OPTIONS}.")
             for key in ("action_dim", "message_dim", "period"):
                 value = attrs.get(key, self._defaults[key])
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -195,6 +207,22 @@ class RNGraph:
                 raise GraphError(f"periods: the period of level {level} must be a positive int, got {k!r}.")
         return periods
 
+    def _check_instructions(self) -> None:
+        for g, members in self._groups.items():
+            if g == self.env_group or self.attr(members[0], "instruct") != "addressed":
+                continue
+            slots, have = self._slots(g), self.group_action_dim(g)
+            if have % slots:
+                v = max(members, key=lambda u: len(self.subordinates(u)))
+                raise GraphError(
+                    f"vertex {v!r}: instruct='addressed' cuts its action_dim {have} into one block for each of its "
+                    f"{slots} subordinates; set action_dim to a multiple of {slots}."
+                )
+
+    def _slots(self, group: str) -> int:
+        """The number of subordinates of the group's busiest vertex: an addressed action has that many blocks."""
+        return max(len(self.subordinates(v)) for v in self._groups[group])
+
     def _check_rewards(self) -> None:
         for v in self.nx.nodes:
             r = self._rewards[v]
@@ -207,6 +235,15 @@ class RNGraph:
                                      f"observation), but {v!r} is at level {self._levels[v]}.")
                 for s in self.superiors(v):
                     n, have = len(self.subordinates(s)), self.group_action_dim(self.group_of(s))
+                    if self.attr(s, "instruct") == "addressed":
+                        slots = self._slots(self.group_of(s))
+                        if have // slots < r.dim:
+                            raise GraphError(
+                                f"vertex {s!r}: its addressed blocks of {have // slots} entries (action_dim {have} / "
+                                f"{slots} subordinates) cannot hold a {r.dim}-dim goal (goal reward of {v!r}); set its "
+                                f"action_dim >= {r.dim * slots}."
+                            )
+                        continue
                     if have < r.dim * n:
                         raise GraphError(
                             f"vertex {s!r}: its action_dim {have} cannot hold a {r.dim}-dim goal for each of its {n} "
@@ -290,7 +327,7 @@ class RNGraph:
                     f"group {g!r} mixes levels {sorted(levels)} ({members}); a group is evaluated in one "
                     "batched call, so all its vertices must sit at the same level."
                 )
-            for key in ("phi", "action_dim", "message_dim", "period", "reward"):
+            for key in ("phi", "action_dim", "message_dim", "period", "reward", "instruct"):
                 values = {repr(self.reward(v) if key == "reward" else self.attr(v, key)) for v in members}
                 if len(values) > 1 and not (key == "action_dim" and g == self.env_group):
                     raise GraphError(
@@ -320,13 +357,18 @@ class RNGraph:
 
     def _goal_action_dims(self) -> dict[Any, int]:
         """``action_dim`` of the superiors of goal-rewarded motors that do not set it: big enough for one goal per
-        subordinate (the largest need in the group, so a group stays one size), and never below the default."""
+        subordinate (the largest need in the group, so a group stays one size), and never below the default; for an
+        ``addressed`` group, also the smallest multiple of its slots (see :meth:`instruction_slice`) that is not
+        below the default (``tree:3``: 6, two entries per subordinate)."""
         sizes: dict[Any, int] = {}
         for g, members in self._groups.items():
             if g == self.env_group:
                 continue
             need = max((r.dim * len(self.subordinates(v)) for v in members for s in self.subordinates(v)
                         if isinstance(r := self._rewards[s], GoalReward)), default=0)
+            if self.attr(members[0], "instruct") == "addressed":  # equal blocks: a multiple of the slots
+                slots = self._slots(g)
+                need = max(need, slots * -(-self._defaults["action_dim"] // slots))
             for v in members:
                 if need and "action_dim" not in self.nx.nodes[v]:
                     sizes[v] = max(need, self._defaults["action_dim"])
@@ -442,6 +484,27 @@ class RNGraph:
         return [(u, v) for u, v in self.nx.edges if self._levels[u] != self._levels[v] + 1]
 
     # ------------------------------------------------------------------ dimensions
+    def instruction_slice(self, superior: Any, subordinate: Any) -> tuple[int, int]:
+        """The entries ``[start, stop)`` of ``superior``'s action that ``subordinate`` reads as its instruction.
+
+        All of it for ``instruct="broadcast"``; for ``"addressed"``, block ``j`` of equal blocks, ``j`` being the
+        subordinate's place in :meth:`subordinates` (a group's action has as many blocks as its busiest vertex has
+        subordinates).
+
+        Examples:
+            >>> graph = RNGraph.tree(4, [4], vertex_attrs={"instruct": "addressed"})
+            >>> [graph.instruction_slice("l1_0", m) for m in graph.subordinates("l1_0")]
+            [(0, 1), (1, 2), (2, 3), (3, 4)]
+            >>> RNGraph.tree(4, [4]).instruction_slice("l1_0", "motor_2")
+            (0, 4)
+        """
+        size = self.group_action_dim(self.group_of(superior))
+        if self.attr(superior, "instruct") != "addressed":
+            return 0, size
+        block = size // self._slots(self.group_of(superior))
+        j = self.subordinates(superior).index(subordinate)
+        return j * block, (j + 1) * block
+
     def group_action_dim(self, group: str, env_action_dim: int | None = None) -> int:
         """Size of one vertex's action in ``group`` (the env's action size for motors)."""
         if group == self.env_group:
@@ -471,7 +534,7 @@ class RNGraph:
             else:
                 msg = self.attr(members[0], "message_dim")
             instr = max(
-                (sum(self.group_action_dim(self.group_of(s)) for s in self.superiors(v)) for v in members),
+                (sum(b - a for a, b in (self.instruction_slice(s, v) for s in self.superiors(v))) for v in members),
                 default=0,
             )
             out[g] = {"observation": obs, "message": msg, "instruction": instr, "n": len(members)}

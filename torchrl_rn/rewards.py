@@ -123,7 +123,8 @@ class GoalReward(VertexReward):
     **Uses task knowledge** (which slice of the observation a goal lives in). A superior with ``n`` subordinates
     gives each its own goal: subordinate ``j`` (its ``j``-th in :meth:`~torchrl_rn.RNGraph.subordinates` order)
     reads entries ``[j * d, (j + 1) * d)`` of the superior's action (``d = stop - start``; the superior's
-    ``action_dim`` must be at least ``n * d``), scaled by ``scale``. The distance is the Euclidean one between the
+    ``action_dim`` must be at least ``n * d``), scaled by ``scale``; under an ``instruct="addressed"`` superior it
+    reads the first ``d`` entries of its own block. The distance is the Euclidean one between the
     slice ``obs[start:stop]`` and the goal, before (``d_prev``, the step's observation) and after (``d_now``, the
     next observation) the step, under the goal in force during the step; with several superiors the distance terms
     are averaged over them.
@@ -347,10 +348,13 @@ class GoalRewardModule(TensorDictModuleBase):
         for i, v in enumerate(members):
             offset = 0
             for k, s in enumerate(graph.superiors(v)):
-                j = graph.subordinates(s).index(v)
+                a, b = graph.instruction_slice(s, v)
+                # a broadcast action holds every subordinate's goal, this one's at its place j; an addressed block
+                # is this subordinate's alone and starts with its goal
+                j = 0 if graph.attr(s, "instruct") == "addressed" else graph.subordinates(s).index(v)
                 index[i, k] = offset + j * d + torch.arange(d)
                 mask[i, k] = True
-                offset += graph.group_action_dim(graph.group_of(s))
+                offset += b - a
         self.register_buffer("index", index, persistent=False)
         self.register_buffer("mask", mask, persistent=False)
         self.in_keys = [(group, "observation"), (group, "instruction"), ("next", group, "observation"),

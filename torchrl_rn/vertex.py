@@ -353,8 +353,9 @@ def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequenc
 
 
 def _bank_index(graph: RNGraph, group: str, neighbours: dict, sources: Sequence[str],
-                sizes: dict[str, int], width: int) -> torch.Tensor:
-    """Index of each output feature of ``group`` in the flattened bank of ``sources``."""
+                sizes: dict[str, int], width: int, *, part: Callable | None = None) -> torch.Tensor:
+    """Index of each output feature of ``group`` in the flattened bank of ``sources``; ``part(u, v)`` gives the
+    entries ``[a, b)`` of neighbour ``u``'s vector that ``v`` reads (all of them by default)."""
     offsets, offset = {}, 0
     for s in sources:
         offsets[s] = offset
@@ -365,7 +366,8 @@ def _bank_index(graph: RNGraph, group: str, neighbours: dict, sources: Sequence[
         for u in neighbours[v]:
             g, j = graph.position(u)
             start = offsets[g] + j * sizes[g]
-            row.extend(range(start, start + sizes[g]))
+            a, b = part(u, v) if part is not None else (0, sizes[g])
+            row.extend(range(start + a, start + b))
         rows.append(row + [-1] * (width - len(row)))
     return torch.tensor(rows, dtype=torch.long).flatten()
 
@@ -460,7 +462,8 @@ class VertexGroup(nn.Module):
             sups = {v: graph.superiors(v) for v in members}
             self.instruction_sources = [g for g in graph.groups if any(graph.group_of(s) == g for v in members for s in sups[v])]
             index = _bank_index(graph, group, sups, self.instruction_sources,
-                                {g: graph.group_action_dim(g) for g in self.instruction_sources}, d["instruction"])
+                                {g: graph.group_action_dim(g) for g in self.instruction_sources}, d["instruction"],
+                                part=graph.instruction_slice)
             self.instruction_gather = GatherModule(
                 GraphGather(index, n, d["instruction"]),
                 [(g, "action") for g in self.instruction_sources], self.instruction_key)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from torchrl_rn.graph import NEIGHBOURHOODS, PHI_OPTIONS
+from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import REWARD_HELP, parse_reward
 
 __all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help"]
@@ -31,7 +31,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "goal_warmup", "level_critics")
+           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -44,7 +44,8 @@ graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
   dag / dag:M   M overlapping managers (default 2) whose agent blocks share one agent at each border
   dag:M+root    the same with one root above the M managers
   FILE.json     any DAG in networkx's node-link format: nx.node_link_data(g, edges="edges"); vertex
-                attributes (phi, psi, share, action_dim, message_dim, agent) as in RNGraph"""
+                attributes (phi, psi, share, action_dim, message_dim, agent, period, reward, instruct) as in
+                RNGraph"""
 
 
 def _opt(default: Any, text: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:
@@ -130,6 +131,9 @@ class TrainConfig:
                                "decisions (with --periods); rn only")
     vertex_reward: str = _opt("psi", "reward function of every vertex that has superiors (roots keep psi; a goal "
                               "reward goes to the motors): " + REWARD_HELP + "; rn only")
+    instruct: str = _opt("broadcast", "how a manager's action reaches its subordinates: 'broadcast' (each reads all "
+                         "of it) or 'addressed' (cut into one block per subordinate, each reads its own, so a manager "
+                         "can tell apart subordinates that share weights); rn only", choices=INSTRUCT_OPTIONS)
     goal_warmup: int = _opt(0, "frames at the start of training in which the superiors of goal-rewarded motors give "
                             "uniformly random goals and are not trained, so the motors first learn to reach goals "
                             "(the feudal warm-up on random goals); needs a goal --vertex-reward; rn only",
@@ -256,6 +260,8 @@ class TrainConfig:
             raise ValueError(f"--phi must be one of {PHI_OPTIONS}, got {self.phi!r}.")
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
+        if self.instruct not in INSTRUCT_OPTIONS:
+            raise ValueError(f"--instruct must be one of {INSTRUCT_OPTIONS}, got {self.instruct!r}.")
         if self.critic not in CRITICS:
             raise ValueError(f"--critic must be one of {CRITICS}, got {self.critic!r}.")
         self.period_list  # noqa: B018 (parses --periods: refuses a bad value here)
@@ -332,7 +338,8 @@ class TrainConfig:
         reward = "" if self.vertex_reward == "psi" else f"-r{self.vertex_reward.replace(':', '').replace(',', '-')}"
         critics = f"-c{self.level_critics.replace(',', '-')}" if self.level_critics.strip() else ""
         warmup = f"-w{self.goal_warmup}" if self.goal_warmup else ""
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + periods + reward + warmup + critics)}"
+        addressed = "-addressed" if self.instruct == "addressed" else ""
+        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics)}"
 
 
 def _flag(name: str) -> str:

@@ -134,7 +134,8 @@ class RNTrainer:
         self.graph: RNGraph | None = None
         if cfg.algo == "rn":
             try:
-                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents, defaults={"phi": cfg.phi},
+                self.graph = RNGraph.from_spec(cfg.graph, self.n_agents,
+                                               defaults={"phi": cfg.phi, "instruct": cfg.instruct},
                                                periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
             except GraphError as err:
                 raise GraphError(f"--graph {cfg.graph!r} with {self.n_agents} agents: {err}") from None
