@@ -95,7 +95,8 @@ PRESETS = {
     # -1,000 to -840 (train) by 240k; 600k frames per run
     "spread-vn": Preset(tasks=("vmas/simple_spread",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5",
                                                                  "rn-tree4-p5", "rn-tree4-p5-goal", "rn-tree4-p5-goal0",
-                                                                 "rn-tree4-p5-goal0-w"),
+                                                                 "rn-tree4-p5-goal0-w", "rn-tree4-addressed-p5-goal0-w",
+                                                                 "rn-tree4-addressed-p5-goal"),
                         seeds=(0, 1, 2, 3, 4), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01),
     # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
@@ -154,6 +155,12 @@ METHODS: dict[str, dict] = {
     # learn to reach goals before the manager learns to set them (feudal pre-training)
     "rn-tree4-p5-goal0-w": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos",
                             "goal_warmup": 120_000},
+    # the goal methods above broadcast the manager's 8 entries to every motor, and motors that share weights cannot
+    # tell which 2 are their own goal; addressed, each motor reads only its own goal
+    "rn-tree4-addressed-p5-goal0-w": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5",
+                                      "vertex_reward": "goal:pos", "goal_warmup": 120_000},
+    "rn-tree4-addressed-p5-goal": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5",
+                                   "vertex_reward": "goal:pos,beta=0.1"},
     # learned messages (an MLP encoder trained end to end) instead of passing subordinates' observations up
     "rn-tree2-learned": {"algo": "rn", "graph": "tree:2", "phi": "learned"},
 }
