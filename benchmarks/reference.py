@@ -9,7 +9,8 @@ plots draw it as a dashed line and ``make_table.py`` lists it under each task.
     python benchmarks/reference.py            # every task of the learning presets that has a usable heuristic
 
 simple_spread has no VMAS heuristic; its reference is this script's ``SpreadAssignment`` (least-distance landmark
-assignment, steering to it). A task without a heuristic or whose heuristic needs a missing package (navigation's needs
+assignment, steering to it). dropout has none either; its reference is ``ClosestGoes`` (only the agent nearest the
+goal moves, straight to it: a centralised heuristic, since dropout's agents do not observe each other). A task without a heuristic or whose heuristic needs a missing package (navigation's needs
 ``cvxpylayers``) is listed with the reason instead of a number.
 """
 from __future__ import annotations
@@ -70,6 +71,30 @@ class SpreadAssignment(torch.nn.Module):
         return (self.gain * target - self.damping * vel).clamp(-self.u_range, self.u_range)
 
 
+class ClosestGoes(torch.nn.Module):
+    """dropout's reference (VMAS has none): the agent nearest the goal steers to it, damping its velocity; the others
+    stay still, spending no energy. It reads every agent's observation, which no dropout agent can: a centralised
+    heuristic. An agent's observation is ``[pos(2), vel(2), goal - pos(2), eaten(1)]``.
+    """
+
+    def __init__(self, u_range: float, gain: float = 3.0, damping: float = 1.0) -> None:
+        super().__init__()
+        self.u_range, self.gain, self.damping = u_range, gain, damping
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        vel, rel = observation[..., 2:4], observation[..., 4:6]
+        dist = rel.norm(dim=-1)  # [..., agent]
+        nearest = torch.nn.functional.one_hot(dist.argmin(-1), dist.shape[-1]).unsqueeze(-1).to(rel)
+        return (nearest * (self.gain * rel - self.damping * vel)).clamp(-self.u_range, self.u_range)
+
+
+#: Tasks whose reference is a policy of this script (VMAS ships none): name -> (label, builder(n_agents, u_range))
+OWN = {
+    "simple_spread": ("SpreadAssignment (this script)", lambda n, u: SpreadAssignment(n, u)),
+    "dropout": ("ClosestGoes (this script; centralised)", lambda n, u: ClosestGoes(u)),
+}
+
+
 def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[int], num_envs: int) -> dict:
     """Mean and 95% CI of the heuristic's episode return over ``num_envs`` episodes per seed."""
     name = task.removeprefix("vmas/")
@@ -77,7 +102,7 @@ def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[in
         scenario = importlib.import_module(f"vmas.scenarios.{name}")
     except ModuleNotFoundError:  # MPE scenarios (simple_spread, ...) live in vmas.scenarios.mpe, without heuristics
         scenario = importlib.import_module(f"vmas.scenarios.mpe.{name}")
-    if name == "simple_spread":
+    if name in OWN:
         policy = None
     elif hasattr(scenario, "HeuristicPolicy"):
         policy = scenario.HeuristicPolicy(continuous_action=True)
@@ -87,7 +112,7 @@ def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[in
     for seed in seeds:
         env = make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, seed=seed)
         u_range = float(env.full_action_spec["agents", "action"].space.high.max())
-        net = SpreadAssignment(n_agents, u_range) if policy is None else Heuristic(policy, u_range)
+        net = OWN[name][1](n_agents, u_range) if policy is None else Heuristic(policy, u_range)
         actor = TensorDictModule(net, [("agents", "observation")], [("agents", "action")])
         try:
             with torch.no_grad():
@@ -96,7 +121,7 @@ def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[in
             return {"skipped": f"the heuristic needs a missing package: {err}"}
         returns += episode_returns(td).tolist()
     mean, ci = mean_ci95(returns)
-    label = "SpreadAssignment (this script)" if policy is None else f"{scenario.__name__}.HeuristicPolicy"
+    label = OWN[name][0] if policy is None else f"{scenario.__name__}.HeuristicPolicy"
     return {"policy": label, "mean": mean, "ci95": ci,
             "episodes": len(returns), "n_agents": n_agents, "max_steps": max_steps}
 
@@ -110,13 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     full = PRESETS["full"]
     tasks = args.tasks or sorted({t for p in PRESETS.values() for t in p.tasks if t.startswith("vmas/")})
-    result = {}
+    # --tasks updates those tasks' lines and keeps the others'
+    result = json.loads(args.out.read_text()) if args.tasks and args.out.exists() else {}
     for task in tasks:
         result[task] = heuristic_return(task, n_agents=full.n_agents.get(task, 4), max_steps=full.max_steps,
                                         seeds=args.seeds, num_envs=args.envs)
         print(task, result[task])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(dict(sorted(result.items())), indent=1) + "\n")
 
 
 if __name__ == "__main__":

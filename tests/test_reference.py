@@ -33,6 +33,17 @@ def test_spread_assignment_takes_the_least_distance_assignment_and_steers_there(
     assert far.abs().max() == 1.0
 
 
+def test_closest_goes_moves_only_the_agent_nearest_the_goal(monkeypatch):
+    reference = load(monkeypatch, "reference")
+    policy = reference.ClosestGoes(u_range=1.0, gain=1.0, damping=0.5)
+    # [pos, vel, goal - pos, eaten]: agent 1 is nearest the goal (0.2 away); agent 0 is 0.5 away and moving
+    obs = torch.tensor([[0.0, 0.0, 0.4, 0.0, 0.5, 0.0, 0.0],
+                        [0.3, 0.0, 0.2, 0.0, 0.2, 0.0, 0.0],
+                        [0.0, 1.0, 0.0, 0.0, -0.6, 0.6, 0.0]])
+    action = policy(obs[None])[0]
+    torch.testing.assert_close(action, torch.tensor([[0.0, 0.0], [0.2 - 0.1, 0.0], [0.0, 0.0]]))
+
+
 def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
     learning = load(monkeypatch, "learning")
     make_table = load(monkeypatch, "make_table")
