@@ -68,7 +68,9 @@ def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
     assert "| mappo | rn-tree2-p5-goal (task knowledge) |" in make_table.table(tmp_path)
     learning = load(monkeypatch, "learning")
-    assert learning.TASK_KNOWLEDGE == {"rn-tree2-p5-goal", "rn-tree4-p5-goal", "rn-tree4-p5-goal0"}  # same rule
+    assert learning.TASK_KNOWLEDGE == {m for m, d in learning.METHODS.items() if "goal" in d.get("vertex_reward", "")}
+    assert {"rn-tree2-p5-goal", "rn-tree4-addressed-p5-goal0-w"} <= learning.TASK_KNOWLEDGE  # same rule
+    assert not {"mappo", "rn-tree4-addressed", "rn-tree2-p5-adv"} & learning.TASK_KNOWLEDGE
 
 
 def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
