@@ -113,7 +113,7 @@ PRESETS = {
     # eval return -3.1 -> -5.6, actions saturated), so dropout uses spread-vn's settings, the MAPPO paper's defaults
     # (normalised advantages, value normalisation, entropy 0.01), for every method; chosen before any RN run
     "dropout": Preset(tasks=("vmas/dropout",), methods=("mappo", "ippo", "rn-tree4", "rn-tree4-p5", "rn-tree4-addressed",
-                                                         "rn-tree4-addressed-p5"),
+                                                         "rn-tree4-addressed-p5", "rn-tree4-addressed-p5-goal-w"),
                       seeds=(0, 1, 2, 3, 4), frames=300_000, n_agents={"vmas/dropout": 4}, normalize_advantage=True,
                       value_norm=True, entropy_coeff=0.01),
     "balance8": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
@@ -148,6 +148,10 @@ METHODS: dict[str, dict] = {
     # weights and a broadcast action, the motors cannot tell which part of an instruction is theirs
     "rn-tree4-addressed": {"algo": "rn", "graph": "tree:4", "instruct": "addressed"},
     "rn-tree4-addressed-p5": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5"},
+    # ... and as a feudal manager (task knowledge): each motor's block is a goal position, the motors are rewarded
+    # for approaching it plus 0.1 x the team reward, after a 60k-frame warm-up on random goals
+    "rn-tree4-addressed-p5-goal-w": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5",
+                                     "vertex_reward": "goal:pos,beta=0.1", "goal_warmup": 60_000},
     "rn-tree4-p5": {"algo": "rn", "graph": "tree:4", "periods": "1,5"},
     "rn-tree4-p5-goal": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos,beta=0.1"},
     "rn-tree4-p5-goal0": {"algo": "rn", "graph": "tree:4", "periods": "1,5", "vertex_reward": "goal:pos"},
