@@ -20,6 +20,12 @@ LATE = 5
 MIN_SEEDS = 5
 
 
+def _pm(mean: float, ci: float | None = None) -> str:
+    """``mean ± ci`` with one decimal, or two for a mean below 1 in size (dropout's returns lie in [-2, 1])."""
+    digits = 2 if abs(mean) < 1 else 1
+    return f"{mean:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
+
+
 def table(results: Path) -> str:
     speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json", "reference.json")
     tasks = sorted(p for p in results.rglob("*.json")
@@ -39,7 +45,7 @@ def _reference(path: Path) -> str:
             rows.append(f"| {task} | none: {r['skipped']} | |")
         else:
             rows.append(f"| {task} ({r['n_agents']} agents, {r['max_steps']} steps) | `{r['policy']}` | "
-                        f"{r['mean']:.1f} ± {r['ci95']:.1f} ({r['episodes']} episodes) |")
+                        f"{_pm(r['mean'], r['ci95'])} ({r['episodes']} episodes) |")
     return ("Reference policies (`python benchmarks/reference.py`; hand-written, not learned, evaluated like the "
             "learners):\n\n" + "\n".join(rows))
 
@@ -83,7 +89,7 @@ def _verdicts(data: list[dict]) -> str:
             verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
             verdict += f" (provisional: fewer than {MIN_SEEDS} seeds)" * (len(seeds) < MIN_SEEDS)
             rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
-                        f"{len(seeds)} | {mean:.1f} ± {ci:.1f} | {base:.1f} ± {base_ci:.1f} | {verdict} |")
+                        f"{len(seeds)} | {_pm(mean, ci)} | {_pm(base, base_ci)} | {verdict} |")
     if len(rows) == 2:
         return ""
     return ("Where RN wins, ties or loses against MAPPO (final return, mean ± 95% CI; a win or a loss needs disjoint "
@@ -108,7 +114,7 @@ def _table(data: list[dict], methods: list[str], score, knowledge: set[str]) -> 
             # one seed has no interval; a method still short of the preset's seeds says how many it has
             n = len(r["seeds"])
             mean, ci = mean_ci95([score(run) for run in r["seeds"].values()])
-            cells.append(f"{mean:.1f}" + (f" ± {ci:.1f}" if n > 1 else "")
+            cells.append(_pm(mean, ci if n > 1 else None)
                          + (f" ({n} of {len(d['seeds'])} seeds)" if n < len(d["seeds"]) else ""))
         extra = ", normalized advantages" if d["hyperparameters"].get("normalize_advantage") else ""
         # runs from before the harness treated VMAS time limits as truncations (benchmarks/learning.py LEGACY)

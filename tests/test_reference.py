@@ -93,4 +93,5 @@ def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
     # against all five: -9, -8 overlaps it (against 3.0 ± 2.0 it would lose); -30, -29 is below it
     assert "| rn-c | 2 | -8.5 ± 6.4 | 1.5 ± 6.4 | ties (provisional: fewer than 5 seeds) |" in text
     assert "| rn-d | 2 | -29.5 ± 6.4 | 1.5 ± 6.4 | loses (provisional: fewer than 5 seeds) |" in text
+    assert make_table._pm(-0.784, 0.0312) == "-0.78 ± 0.03" and make_table._pm(50.71, 1.94) == "50.7 ± 1.9"
     assert "| vmas/balance (p, 10) | ippo |" not in text  # only RN methods get a verdict
