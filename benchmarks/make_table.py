@@ -29,12 +29,14 @@ def _pm(mean: float, ci: float | None = None) -> str:
 def table(results: Path) -> str:
     speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json", "reference.json")
     tasks = sorted(p for p in results.rglob("*.json")
-                   if p.name not in speed_files and not {"runs", "superseded"} & set(p.parts))
+                   if p.name not in speed_files and not p.name.endswith(".reeval.json")
+                   and not {"runs", "superseded"} & set(p.parts))
+    reeval = _reevaluated(sorted(results.rglob("*.reeval.json")))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     scaling = [_scaling(p) for p in sorted(results.rglob("scaling.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
-    return "\n\n".join(filter(None, [_learning(tasks), *reference, *speed, *pipeline, *scaling]))
+    return "\n\n".join(filter(None, [_learning(tasks), reeval, *reference, *speed, *pipeline, *scaling]))
 
 
 def _reference(path: Path) -> str:
@@ -67,6 +69,35 @@ def _learning(tasks: list[Path]) -> str:
             f"{late}")
 
 
+def _verdict(rn: list[float], mappo: list[float]) -> tuple[str, str, str]:
+    """``(RN cell, MAPPO cell, verdict)`` for paired per-seed scores: a win or a loss needs disjoint 95% CIs."""
+    mean, ci = mean_ci95(rn)
+    base, base_ci = mean_ci95(mappo)
+    verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
+    verdict += f" (provisional: fewer than {MIN_SEEDS} seeds)" * (len(rn) < MIN_SEEDS)
+    return _pm(mean, ci), _pm(base, base_ci), verdict
+
+
+def _reevaluated(paths: list[Path]) -> str:
+    """``benchmarks/reevaluate.py``'s results: every finished run scored again on many fresh episodes."""
+    rows = ["| task (preset, episodes per run) | RN method | seeds | RN | MAPPO | verdict |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for path in paths:
+        d = json.loads(path.read_text())
+        mappo = d["methods"].get("mappo", {}).get("seeds", {})
+        for method, entry in d["methods"].items():
+            seeds = sorted(set(entry["seeds"]) & set(mappo), key=int)
+            if not method.startswith("rn") or len(seeds) < 2:
+                continue
+            cells = _verdict([entry["seeds"][s]["return"] for s in seeds], [mappo[s]["return"] for s in seeds])
+            rows.append(f"| {d['task']} ({d['preset']}, {d['episodes']}) | {method} | {len(seeds)} | "
+                        + " | ".join(cells) + " |")
+    if len(rows) == 2:
+        return ""
+    return ("The same comparison with every finished run re-evaluated on many fresh episodes "
+            "(`python benchmarks/reevaluate.py`; the benchmark's own evaluation is 16 episodes):\n\n" + "\n".join(rows))
+
+
 def _verdicts(data: list[dict]) -> str:
     """Per task, each RN method against MAPPO on the final return: wins or loses only where the 95% CIs are disjoint.
 
@@ -84,12 +115,10 @@ def _verdicts(data: list[dict]) -> str:
             seeds = sorted(set(entry["seeds"]) & set(mappo), key=int)
             if not method.startswith("rn") or len(seeds) < 2:
                 continue
-            mean, ci = mean_ci95([entry["seeds"][s]["eval_return"][-1] for s in seeds])
-            base, base_ci = mean_ci95([mappo[s]["eval_return"][-1] for s in seeds])
-            verdict = "wins" if mean - ci > base + base_ci else "loses" if mean + ci < base - base_ci else "ties"
-            verdict += f" (provisional: fewer than {MIN_SEEDS} seeds)" * (len(seeds) < MIN_SEEDS)
+            cells = _verdict([entry["seeds"][s]["eval_return"][-1] for s in seeds],
+                             [mappo[s]["eval_return"][-1] for s in seeds])
             rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
-                        f"{len(seeds)} | {_pm(mean, ci)} | {_pm(base, base_ci)} | {verdict} |")
+                        f"{len(seeds)} | " + " | ".join(cells) + " |")
     if len(rows) == 2:
         return ""
     return ("Where RN wins, ties or loses against MAPPO (final return, mean ± 95% CI; a win or a loss needs disjoint "

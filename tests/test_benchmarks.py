@@ -42,6 +42,15 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
         assert method["final_ci95"] >= 0
         for run_ in method["seeds"].values():
             assert run_["frames"] == [100, 200] and len(run_["eval_return"]) == 2
+    # every finished run re-evaluated on fresh episodes (eval seed 1000 + training seed), as `rn eval` scores it
+    run("reevaluate.py", "--preset", tmp_path.name, "--task", "vmas/balance", "--episodes", "4",
+        "--results", str(tmp_path.parent))
+    reeval = json.loads((tmp_path / "vmas-balance.reeval.json").read_text())
+    assert {m: set(e["seeds"]) for m, e in reeval["methods"].items()} == {"mappo": {"0", "1"}, "rn-tree2": {"0", "1"}}
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    again = evaluate_run(tmp_path / "runs" / "vmas-balance" / "rn-tree2" / "seed1", episodes=4, seed=1001)
+    assert reeval["methods"]["rn-tree2"]["seeds"]["1"]["return"] == pytest.approx(again.mean, abs=1e-5)
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports

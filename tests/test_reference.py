@@ -95,3 +95,20 @@ def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
     assert "| rn-d | 2 | -29.5 ± 6.4 | 1.5 ± 6.4 | loses (provisional: fewer than 5 seeds) |" in text
     assert make_table._pm(-0.784, 0.0312) == "-0.78 ± 0.03" and make_table._pm(50.71, 1.94) == "50.7 ± 1.9"
     assert "| vmas/balance (p, 10) | ippo |" not in text  # only RN methods get a verdict
+
+
+def test_reevaluated_runs_get_their_own_verdict_table(monkeypatch, tmp_path):
+    make_table = load(monkeypatch, "make_table")
+
+    def runs(*returns):
+        return {"seeds": {str(i): {"return": r, "episodes": 256} for i, r in enumerate(returns)}}
+
+    reeval = {"task": "vmas/dropout", "preset": "d", "episodes": 256,
+              "methods": {"mappo": runs(-1.0, -0.9, -0.8, -0.7, -0.6), "rn-a": runs(-0.2, -0.1, 0.0, 0.1, 0.2),
+                          "rn-b": runs(-0.9, -0.8, -0.7, -0.6, -0.5)}}
+    (tmp_path / "vmas-dropout.reeval.json").write_text(json.dumps(reeval))
+    text = make_table.table(tmp_path)
+    # -1.0..-0.6: -0.80 ± 0.20 (t(4) = 2.776 x sd 0.158 / sqrt(5)); -0.2..0.2: 0.00 ± 0.20, disjoint; rn-b overlaps
+    assert "| vmas/dropout (d, 256) | rn-a | 5 | 0.00 ± 0.20 | -0.80 ± 0.20 | wins |" in text
+    assert "| vmas/dropout (d, 256) | rn-b | 5 | -0.70 ± 0.20 | -0.80 ± 0.20 | ties |" in text
+    assert "No learning results yet" in text  # a re-evaluation is not read as a task's learning results

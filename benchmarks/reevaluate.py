@@ -1,0 +1,64 @@
+"""Re-evaluates a learning benchmark's finished runs on many more episodes than its 16-episode evaluations.
+
+The learning benchmark scores a run by one deterministic evaluation of ``eval_envs`` (16) episodes, seeded with the
+training seed + 1. On tasks with a sparse or noisy return (dropout: +1 once, an energy cost every step) that leaves
+a large share of a run's score to which 16 episodes it drew. This script reloads every finished run of a preset's
+task (``<preset>/runs/<task>/<method>/seed<S>``, the checkpoint of its last iteration), evaluates it on
+``--episodes`` fresh deterministic episodes (eval seed ``1000 + S``, the same episodes for every method of a seed)
+and writes ``<preset>/<task>.reeval.json``: ``methods -> seeds -> {"return", "episodes"}``. ``make_table.py``
+lists it under the learning tables, with a verdict against MAPPO scored like the main one.
+
+    python benchmarks/reevaluate.py --preset dropout --task vmas/dropout --episodes 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from learning import run_dir  # this script runs from benchmarks/, as learning.py does
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from torchrl_rn import RNTrainer
+from torchrl_rn.train.evaluate import episode_returns
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def reevaluate(run: Path, *, episodes: int, seed: int) -> float:
+    """Mean deterministic return of a finished run over ``episodes`` episodes from envs seeded ``seed``."""
+    trainer = RNTrainer.resume(run, progress=False, read_only=True)
+    env = trainer._wrap(trainer._env_fn(episodes, seed))
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        td = env.rollout(trainer.config.max_steps, trainer.policy, break_when_any_done=False)
+    return episode_returns(td).mean().item()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", required=True, help="the learning preset (its folder under benchmarks/results)")
+    parser.add_argument("--task", required=True, help="e.g. vmas/dropout")
+    parser.add_argument("--episodes", type=int, default=256, help="episodes per run")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    folder = args.results / args.preset
+    summary = json.loads((folder / f"{args.task.replace('/', '-')}.json").read_text())
+    out = {"task": args.task, "preset": args.preset, "episodes": args.episodes, "eval_seed": "1000 + training seed",
+           "methods": {}}
+    for method, entry in summary["methods"].items():  # the runs the benchmark's JSON lists as finished
+        seeds = {}
+        for s in sorted(entry["seeds"], key=int):
+            run = run_dir(folder, args.task, method, int(s))
+            seeds[s] = {"return": reevaluate(run, episodes=args.episodes, seed=1000 + int(s)),
+                        "episodes": args.episodes}
+            print(method, s, round(seeds[s]["return"], 3))
+        out["methods"][method] = {"seeds": seeds}
+    path = folder / f"{args.task.replace('/', '-')}.reeval.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
