@@ -84,7 +84,7 @@ def test_multiagent_ppo_tutorial_trains_with_rnloss(variant):
                 torch.nn.utils.clip_grad_norm_(loss_module.parameters(), max_grad_norm)
                 optim.step()
                 optim.zero_grad()
-        manager_losses.append(float(loss_vals["level1", "loss_objective"]))
+        manager_losses.append(loss_vals["level1", "loss_objective"].detach().item())
         composer.goal_warmup(False)  # the warm-up ends after one batch
         collector.update_policy_weights_()
         mean_rewards.append(tensordict_data.get(("next", "agents", "reward")).mean().item())
