@@ -18,21 +18,10 @@ from pathlib import Path
 
 import torch
 from learning import run_dir  # this script runs from benchmarks/, as learning.py does
-from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_rn import RNTrainer
-from torchrl_rn.train.evaluate import episode_returns
+from torchrl_rn.train.evaluate import evaluate_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def reevaluate(run: Path, *, episodes: int, seed: int) -> float:
-    """Mean deterministic return of a finished run over ``episodes`` episodes from envs seeded ``seed``."""
-    trainer = RNTrainer.resume(run, progress=False, read_only=True)
-    env = trainer._wrap(trainer._env_fn(episodes, seed))
-    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        td = env.rollout(trainer.config.max_steps, trainer.policy, break_when_any_done=False)
-    return episode_returns(td).mean().item()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds = {}
         for s in sorted(entry["seeds"], key=int):
             run = run_dir(folder, args.task, method, int(s))
-            seeds[s] = {"return": reevaluate(run, episodes=args.episodes, seed=1000 + int(s)),
+            seeds[s] = {"return": evaluate_run(run, episodes=args.episodes, seed=1000 + int(s)).mean,
                         "episodes": args.episodes}
             print(method, s, round(seeds[s]["return"], 3))
         out["methods"][method] = {"seeds": seeds}

@@ -306,8 +306,9 @@ class RNTrainer:
         TorchRL's ``RayCollector`` has no ``reset()``: with ``ray``, its remote envs are reseeded but their episodes
         run on across batches, so a resumed Ray run is not bit-identical to an uninterrupted one.
         """
-        if self.config.goal_warmup:
-            self.composer.goal_warmup(self.frames < self.config.goal_warmup)
+        warm = self.frames < self.config.goal_warmup
+        if self.config.goal_warmup and bool(self.composer.warming_up) != warm:  # pushed only when it changes
+            self.composer.goal_warmup(warm)
             collector.update_policy_weights_()
         seed = int(np.random.SeedSequence([self.config.seed, self.iteration]).generate_state(1)[0])
         with _isolated_rng():
