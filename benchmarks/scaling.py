@@ -11,9 +11,13 @@ changes during the run. Peak memory is the highest running
 sum of the CPU bytes the step's operators allocate and free (``torch.profiler``, ``profile_memory=True``), above its
 input.
 
-Writes ``<out>/scaling.json`` and ``<out>/scaling.png``:
+On a CUDA device (``--device cuda``) the clock stops after ``torch.cuda.synchronize()`` and peak memory is the
+rise of ``torch.cuda.max_memory_allocated`` above the input, during one step.
+
+Writes ``<out>/scaling.json`` and ``<out>/scaling.png`` (``scaling-cuda.json`` and ``scaling-cuda.png`` on CUDA):
 
     python benchmarks/scaling.py --threads 1 --out benchmarks/results     # default preset
+    python benchmarks/scaling.py --device cuda --out benchmarks/results   # the same on a GPU
     python benchmarks/scaling.py --preset tiny                            # seconds; a scratch folder
 """
 from __future__ import annotations
@@ -66,8 +70,16 @@ def flat_actor(env, n: int, num_cells: int) -> ProbabilisticActor:
                               distribution_kwargs={"low": act.space.low, "high": act.space.high}, return_log_prob=True)
 
 
-def peak_bytes(fn) -> int:
-    """Highest running sum of the CPU bytes allocated (+) and freed (-) by ``fn``'s operators, in call order."""
+def peak_bytes(fn, device: torch.device) -> int:
+    """Highest running sum of the CPU bytes allocated (+) and freed (-) by ``fn``'s operators, in call order; on CUDA,
+    the rise of the device's peak allocated bytes above what was allocated before ``fn``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     running = peak = 0
@@ -77,25 +89,34 @@ def peak_bytes(fn) -> int:
     return peak
 
 
-def measure(p: Preset) -> list[dict]:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(p: Preset, device: torch.device = torch.device("cpu")) -> list[dict]:
     rows = []
     for n, spec in p.sizes:
         graph = RNGraph.from_spec(spec, n)
-        rn_env = TransformedEnv(MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0), LevelEnv(graph))
-        policy = GraphComposer(graph, rn_env, num_cells=p.num_cells, manager_cells=p.manager_cells).policy
-        env = MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0)
-        flat = flat_actor(env, n, p.num_cells)
+        rn_env = TransformedEnv(MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0, device=device),
+                                LevelEnv(graph))
+        policy = GraphComposer(graph, rn_env, num_cells=p.num_cells, manager_cells=p.manager_cells,
+                               device=device).policy
+        env = MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0, device=device)
+        flat = flat_actor(env, n, p.num_cells).to(device)
         steps = {"rn": (policy, rn_env.reset()), "flat": (flat, env.reset())}
         samples: dict[str, list[float]] = {"rn": [], "flat": []}
         with torch.no_grad():
             for rep in range(p.reps + 1):  # the first round warms up
                 for name, (module, td) in steps.items():
                     td = td.clone()
+                    _sync(device)
                     start = time.perf_counter()
                     module(td)
+                    _sync(device)
                     if rep:
                         samples[name].append(time.perf_counter() - start)
-            memory = {name: peak_bytes(lambda m=module, td=td: m(td.clone())) for name, (module, td) in steps.items()}
+            memory = {name: peak_bytes(lambda m=module, td=td: m(td.clone()), device) for name, (module, td) in steps.items()}
         rn_s, flat_s = statistics.median(samples["rn"]), statistics.median(samples["flat"])
         vertices = len(graph.vertex_order)
         rows.append({"motors": n, "graph": spec, "vertices": vertices, "levels": graph.depth + 1,
@@ -139,19 +160,24 @@ def plot(result: dict, path: Path) -> None:
     right.set_xlabel("motors")
     right.set_ylabel("peak MiB per policy step")
     right.legend()
-    fig.suptitle(f"policy step, {result['preset']['num_envs']} envs, {result['threads']} thread(s)")
+    where = f"{result['threads']} thread(s)" if result.get("device", "cpu") == "cpu" else result["device_name"]
+    fig.suptitle(f"policy step, {result['preset']['num_envs']} envs, {where}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-scaling", argv)
+    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-scaling", argv, device=True)
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    result = {"preset": dataclasses.asdict(p), "preset_name": args.preset, "threads": torch.get_num_threads()}
-    result["rows"] = measure(p)
-    (out / "scaling.json").write_text(json.dumps(result, indent=1))
-    plot(result, out / "scaling.png")
+    result = {"preset": dataclasses.asdict(p), "preset_name": args.preset, "threads": torch.get_num_threads(),
+              "device": device.type, "torch": torch.__version__,
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    result["rows"] = measure(p, device)
+    stem = "scaling" if device.type == "cpu" else f"scaling-{device.type}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(result, out / f"{stem}.png")
 
 
 if __name__ == "__main__":

@@ -10,15 +10,25 @@ import torch
 
 
 def parse(doc: str, presets: dict[str, Any], default: str, scratch: str,
-          argv: list[str] | None = None) -> tuple[argparse.Namespace, Any, Path]:
-    """``--preset``, ``--out`` (a scratch folder unless given: ``benchmarks/results`` holds the committed figures)
-    and ``--threads``: returns the arguments, the chosen preset and the (created) output folder."""
+          argv: list[str] | None = None, *, device: bool = False) -> tuple[argparse.Namespace, Any, Path]:
+    """``--preset``, ``--out`` (a scratch folder unless given: ``benchmarks/results`` holds the committed figures),
+    ``--threads`` and, with ``device=True``, ``--device``: returns the arguments, the chosen preset and the (created)
+    output folder."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(presets), default=default)
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / scratch),
                         help="output folder (default: a scratch folder; benchmarks/results holds the committed figures)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    if device:
+        parser.add_argument("--device", default="cpu", help="torch device of the envs and modules (cpu, cuda, ...)")
     args = parser.parse_args(argv)
+    if device:
+        try:
+            dev = torch.device(args.device)
+        except RuntimeError:
+            parser.error(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:1)")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--device {args.device!r}: CUDA is not available in this torch build or machine")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
