@@ -180,3 +180,31 @@ def test_force_replaces_the_old_run_entirely(uninterrupted, tmp_path, capsys):
 def test_checkpoints_load_with_weights_only(uninterrupted):
     state = torch.load(uninterrupted / "checkpoint.pt", weights_only=True)
     assert state["format"] == "torchrl-rn/2" and set(state["rng"]) >= {"python", "numpy", "torch_cpu"}
+
+
+def _as_if_trained_on_a_gpu(run: Path, tmp_path: Path) -> Path:
+    """A copy of ``run`` whose checkpoint says it was trained on CUDA, with a CUDA generator state, as a GPU run's."""
+    copy = tmp_path / "gpu_run"
+    shutil.copytree(run, copy)
+    state = torch.load(copy / "checkpoint.pt", weights_only=True)
+    state["config"]["device"] = "cuda"
+    state["rng"]["torch_cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+    torch.save(state, copy / "checkpoint.pt")
+    return copy
+
+
+def test_a_gpu_run_is_evaluated_on_a_machine_without_one(uninterrupted, tmp_path, monkeypatch, capsys):
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no GPU, whatever it has
+    run = _as_if_trained_on_a_gpu(uninterrupted, tmp_path)
+    cpu = evaluate_run(uninterrupted, episodes=3, seed=7)
+    report = evaluate_run(run, episodes=3, seed=7)  # the CPU, without being told: the same policy, the same returns
+    assert report.returns == cpu.returns
+    # training continues only where the run's device is: one line naming the run and the device, exit code 2
+    assert main(["train", "--resume", str(run), "--frames", "400", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"rn: error: '{run}' was trained on 'cuda', which this machine lacks" in err and err.count("\n") == 1
+    # a device asked for explicitly is checked as --device always is
+    assert main(["eval", str(run), "--episodes", "3", "--device", "cuda"]) == 2
+    assert "--device 'cuda': CUDA is not available" in capsys.readouterr().err

@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", action="store_true",
                     help="also render one more episode from the same seed (VMAS tasks) to a GIF")
     ev.add_argument("--out", default=None, metavar="PATH", help="where to write the GIF [default: <RUN>/eval.gif]")
+    ev.add_argument("--device", default=None, help="torch device of the envs and policy [default: the run's own, or "
+                                                   "the CPU where this machine lacks it]")
 
     show = sub.add_parser(
         "show", help="draw a trained network with what each vertex does",
@@ -108,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--episodes", type=int, default=8, metavar="N",
                       help="deterministic episodes the statistics are measured on [default: 8]")
     show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")
+    show.add_argument("--device", default=None, help="torch device of the envs and policy [default: the run's own, or "
+                                                     "the CPU where this machine lacks it]")
     return parser
 
 
@@ -172,14 +176,14 @@ def _eval(args: argparse.Namespace) -> None:
     from torchrl_rn.train.evaluate import evaluate_run
 
     report = evaluate_run(args.checkpoint, episodes=args.episodes, seed=args.seed, video=args.video,
-                          video_path=args.out)
+                          video_path=args.out, device=args.device)
     print(report.summary())
 
 
 def _show(args: argparse.Namespace) -> None:
     from torchrl_rn.train.show import show_run
 
-    path = show_run(args.run, out=args.out, episodes=args.episodes, seed=args.seed)
+    path = show_run(args.run, out=args.out, episodes=args.episodes, seed=args.seed, device=args.device)
     print(f"network drawn in {path}")
 
 

@@ -110,18 +110,21 @@ def render_rollout(env: EnvBase, policy, steps: int, path: str | Path, *, fps: i
 
 @torch.no_grad()
 def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, video: bool = False,
-                 video_path: str | Path | None = None, env_fn=None) -> EvalReport:
+                 video_path: str | Path | None = None, device: str | None = None, env_fn=None) -> EvalReport:
     """Evaluates a run folder or checkpoint over ``episodes`` deterministic episodes from envs seeded ``seed``.
 
     Keyword Args:
         episodes (int): episodes, one per vectorised env, each up to ``max_steps`` long.
         seed (int): seed of the evaluation envs (not the training seed).
         video (bool): also write a GIF of one more episode from the same seed (VMAS tasks) to ``video_path`` (default ``<run>/eval.gif``).
+        device (str, optional): where the envs and the policy run; default: the run's own device, or the CPU where
+            this machine lacks it (a run trained on a GPU, evaluated on a laptop).
         env_fn: as :class:`RNTrainer`'s, for runs on custom or mock envs.
     """
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
-    trainer = RNTrainer.resume(path, progress=False, read_only=True, **({"env_fn": env_fn} if env_fn else {}))
+    trainer = RNTrainer.resume(path, progress=False, read_only=True, device=device,
+                               **({"env_fn": env_fn} if env_fn else {}))
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     video_env = None
     if video:  # checked first: a missing renderer fails before the statistics are computed

@@ -147,12 +147,13 @@ def draw_network(graph: RNGraph, stats: dict[str, dict[str, float]], path: str |
 
 
 def show_run(run: str | Path, *, out: str | Path | None = None, episodes: int = 8, seed: int = 12345,
-             env_fn=None) -> Path:
+             device: str | None = None, env_fn=None) -> Path:
     """Draws the network of a run folder or checkpoint into ``out`` (default ``<run>/network.png``), with its
-    per-vertex numbers in ``network.json`` beside it."""
+    per-vertex numbers in ``network.json`` beside it. ``device``: as :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
-    trainer = RNTrainer.resume(run, progress=False, read_only=True, **({"env_fn": env_fn} if env_fn else {}))
+    trainer = RNTrainer.resume(run, progress=False, read_only=True, device=device,
+                               **({"env_fn": env_fn} if env_fn else {}))
     stats = vertex_stats(trainer, episodes=episodes, seed=seed)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     path = Path(out) if out else run_dir / "network.png"

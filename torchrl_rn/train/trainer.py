@@ -436,14 +436,14 @@ class RNTrainer:
             self.loss.load_state_dict(state["loss"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.iteration, self.frames, self.history = state["iteration"], state["frames"], state["history"]
-            self._rng = state["rng"]
+            self._rng = _rng_for_here(state["rng"])
             GlobalRNGState().load_state_dict(self._rng)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{str(path)!r} does not fit its own configuration ({type(err).__name__}).") from None
 
     @classmethod
     def resume(cls, path: str | Path, *, frames: int | None = None, settings: dict[str, Any] | None = None,
-               read_only: bool = False, **kwargs) -> RNTrainer:
+               read_only: bool = False, device: str | None = None, **kwargs) -> RNTrainer:
         """A trainer rebuilt from a checkpoint's config and state, writing into the checkpoint's folder.
 
         Args:
@@ -454,11 +454,22 @@ class RNTrainer:
             settings (dict, optional): other settings given with the resume (e.g. from the command line); each must
                 equal the checkpoint's, otherwise a :class:`ValueError` names it.
             read_only (bool): the trainer will not train (e.g. ``rn eval``): its folder need not be writable.
+            device (str, optional): where a read-only trainer runs (e.g. ``"cpu"`` for a run trained on a GPU).
+                Default: the run's own device, or the CPU where this machine lacks it. A trainer that trains
+                continues on the run's device.
             **kwargs: :class:`RNTrainer`'s keyword arguments (``env_fn``, ``progress``).
         """
         state = load_checkpoint(path)
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         config = dict(state["config"])
+        recorded = str(config.get("device", "cpu"))
+        if read_only:
+            config["device"] = device if device is not None else (recorded if _device_here(recorded) else "cpu")
+        elif device is not None:
+            raise ValueError("a resumed run trains on its own device; device= applies to read-only trainers only.")
+        elif not _device_here(recorded):
+            raise ValueError(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: resume it where "
+                             f"{recorded!r} is available, or evaluate it here with 'rn eval' (it falls back to the CPU).")
         for name, value in (settings or {}).items():
             if name == "out":
                 if Path(value).resolve() != folder.resolve():
@@ -484,6 +495,27 @@ class RNTrainer:
         trainer = cls(config, _resuming=True, **kwargs)
         trainer.load(path)
         return trainer
+
+
+def _device_here(device: str) -> bool:
+    """Whether this machine has ``device`` (a CUDA or MPS device where torch sees one; always the CPU)."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return False  # not a device at all: TrainConfig names it
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+def _rng_for_here(rng: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's random state without the generators of accelerators this machine lacks (a run trained on a GPU,
+    read on a CPU machine): ``GlobalRNGState`` refuses to load those."""
+    missing = {"torch_cuda": not torch.cuda.is_available(), "torch_mps": not torch.backends.mps.is_available(),
+               "torch_xpu": not (hasattr(torch, "xpu") and torch.xpu.is_available())}
+    return {key: value for key, value in rng.items() if not missing.get(key, False)}
 
 
 @contextlib.contextmanager
