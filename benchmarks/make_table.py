@@ -27,13 +27,16 @@ def _pm(mean: float, ci: float | None = None) -> str:
 
 
 def table(results: Path) -> str:
-    speed_files = ("throughput.json", "scaling.json", "tutorial_pipeline.json", "reference.json")
+    speed_files = ("throughput.json", "scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.json",
+                   "training-cuda.json", "tutorial_pipeline.json", "reference.json")
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
     reeval = _reevaluated(sorted(results.rglob("*.reeval.json")))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
-    scaling = [_scaling(p) for p in sorted(results.rglob("scaling.json"))]
+    scaling = [_scaling(p) for name in ("scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.json")
+               for p in sorted(results.rglob(name))]
+    speed += [_training_gpu(p) for p in sorted(results.rglob("training-cuda.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
     return "\n\n".join(filter(None, [_learning(tasks), reeval, *reference, *speed, *pipeline, *scaling]))
@@ -178,16 +181,30 @@ def _tutorial_pipeline(path: Path) -> str:
             f"frames/s, ratio **{t['rn_over_stock']:.2f}**. Plot: `{path.with_suffix('.png').as_posix()}`.")
 
 
+def _training_gpu(path: Path) -> str:
+    t = json.loads(path.read_text())
+    rates = t["frames_per_second"]
+    return (f"Training on a GPU (`{path.as_posix()}`, `throughput.training_rates` with device `cuda`, vmas/balance, "
+            f"RN tree:2 against MAPPO, alternated, median of {len(t['samples']['rn'])}): RN {rates['rn']:.0f} "
+            f"frames/s, MAPPO {rates['mappo']:.0f} frames/s, ratio **{t['rn_over_mappo']:.2f}**.")
+
+
 def _scaling(path: Path) -> str:
     t = json.loads(path.read_text())
+    where = (f"{t['threads']} thread{'s' * (t['threads'] != 1)}" if t.get("device", "cpu") == "cpu" else
+             f"on one {t['device_name']} (torch {t['torch']}; peak memory: the GPU's)")
+    if t.get("cudagraphs"):
+        where += ", both policies replayed as CUDA graphs (`CudaGraphModule`; peak memory: what a replay allocates outside the graph's own pool)"
     lines = [(f"Policy step time per vertex over a flat MAPPO actor's (`ProbabilisticActor` over `MultiAgentMLP`) per "
-             f"agent, {t['preset']['num_envs']} envs, {t['threads']} thread{'s' * (t['threads'] != 1)}, median of "
+             f"agent, {t['preset']['num_envs']} envs, {where}, median of "
              f"{t['preset']['reps']} (plot: `{path.with_suffix('.png').as_posix()}`):"),
              "",
-             "| motors | graph | levels | ratio per vertex | peak memory RN / flat (MiB) |",
-             "| --- | --- | --- | --- | --- |"]
+             ("| motors | graph | levels | RN us per vertex | flat us per agent | ratio per vertex | "
+              "peak memory RN / flat (MiB) |"),
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in t["rows"]:
-        lines.append(f"| {r['motors']:,} | {r['graph']} | {r['levels']} | {r['ratio']:.2f} | "
+        lines.append(f"| {r['motors']:,} | {r['graph']} | {r['levels']} | {1e6 * r['rn_seconds_per_vertex']:.1f} | "
+                     f"{1e6 * r['flat_seconds_per_agent']:.1f} | {r['ratio']:.2f} | "
                      f"{r['rn_peak_bytes'] / 2**20:.1f} / {r['flat_peak_bytes'] / 2**20:.1f} |")
     return "\n".join(lines)
 

@@ -12,12 +12,17 @@ sum of the CPU bytes the step's operators allocate and free (``torch.profiler``,
 input.
 
 On a CUDA device (``--device cuda``) the clock stops after ``torch.cuda.synchronize()`` and peak memory is the
-rise of ``torch.cuda.max_memory_allocated`` above the input, during one step.
+rise of ``torch.cuda.max_memory_allocated`` above the input, during one step. There a step of a few small layers is
+bound by kernel launches, and the levels of a graph run one after another, so a graph of L levels pays about L flat
+actors' launches; ``--cudagraphs`` wraps both policies in tensordict's ``CudaGraphModule`` (as TorchRL's own
+examples do on GPU), which replays each step's kernels as one CUDA graph.
 
-Writes ``<out>/scaling.json`` and ``<out>/scaling.png`` (``scaling-cuda.json`` and ``scaling-cuda.png`` on CUDA):
+Writes ``<out>/scaling.json`` and ``<out>/scaling.png`` (``scaling-cuda.json`` / ``scaling-cuda-cudagraphs.json``
+and their plots on CUDA):
 
     python benchmarks/scaling.py --threads 1 --out benchmarks/results     # default preset
     python benchmarks/scaling.py --device cuda --out benchmarks/results   # the same on a GPU
+    python benchmarks/scaling.py --device cuda --cudagraphs --out benchmarks/results
     python benchmarks/scaling.py --preset tiny                            # seconds; a scratch folder
 """
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 
 import speed_cli  # this script runs from benchmarks/
 import torch
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.nn import CudaGraphModule, NormalParamExtractor, TensorDictModule
 from torch import nn
 from torchrl.envs import TransformedEnv
 from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
@@ -94,7 +99,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(p: Preset, device: torch.device = torch.device("cpu")) -> list[dict]:
+def measure(p: Preset, device: torch.device | str = "cpu", cudagraphs: bool = False) -> list[dict]:
+    device = torch.device(device)
     rows = []
     for n, spec in p.sizes:
         graph = RNGraph.from_spec(spec, n)
@@ -104,17 +110,20 @@ def measure(p: Preset, device: torch.device = torch.device("cpu")) -> list[dict]
                                device=device).policy
         env = MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0, device=device)
         flat = flat_actor(env, n, p.num_cells).to(device)
+        if cudagraphs:  # captured after 2 warm-up calls, inside the warm-up rounds below
+            policy, flat = CudaGraphModule(policy, warmup=2, device=device), CudaGraphModule(flat, warmup=2, device=device)
         steps = {"rn": (policy, rn_env.reset()), "flat": (flat, env.reset())}
         samples: dict[str, list[float]] = {"rn": [], "flat": []}
         with torch.no_grad():
-            for rep in range(p.reps + 1):  # the first round warms up
+            warm = 3 if cudagraphs else 1
+            for rep in range(p.reps + warm):  # the first rounds warm up (and capture the CUDA graphs)
                 for name, (module, td) in steps.items():
                     td = td.clone()
                     _sync(device)
                     start = time.perf_counter()
                     module(td)
                     _sync(device)
-                    if rep:
+                    if rep >= warm:
                         samples[name].append(time.perf_counter() - start)
             memory = {name: peak_bytes(lambda m=module, td=td: m(td.clone()), device) for name, (module, td) in steps.items()}
         rn_s, flat_s = statistics.median(samples["rn"]), statistics.median(samples["flat"])
@@ -161,6 +170,7 @@ def plot(result: dict, path: Path) -> None:
     right.set_ylabel("peak MiB per policy step")
     right.legend()
     where = f"{result['threads']} thread(s)" if result.get("device", "cpu") == "cpu" else result["device_name"]
+    where += ", CUDA graphs" * result.get("cudagraphs", False)
     fig.suptitle(f"policy step, {result['preset']['num_envs']} envs, {where}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -168,14 +178,19 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-scaling", argv, device=True)
+    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-scaling", argv, device=True,
+                                   flags={"--cudagraphs": "replay each policy step as a CUDA graph (tensordict's "
+                                                          "CudaGraphModule); CUDA devices only"})
     device = torch.device(args.device)
+    if args.cudagraphs and device.type != "cuda":
+        raise SystemExit(f"scaling.py: error: --cudagraphs needs a CUDA --device, not {args.device!r}")
     torch.manual_seed(0)
     result = {"preset": dataclasses.asdict(p), "preset_name": args.preset, "threads": torch.get_num_threads(),
               "device": device.type, "torch": torch.__version__,
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    result["rows"] = measure(p, device)
-    stem = "scaling" if device.type == "cpu" else f"scaling-{device.type}"
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "cudagraphs": args.cudagraphs}
+    result["rows"] = measure(p, device, args.cudagraphs)
+    stem = "scaling" if device.type == "cpu" else f"scaling-{device.type}" + "-cudagraphs" * args.cudagraphs
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     plot(result, out / f"{stem}.png")
 

@@ -10,15 +10,18 @@ import torch
 
 
 def parse(doc: str, presets: dict[str, Any], default: str, scratch: str,
-          argv: list[str] | None = None, *, device: bool = False) -> tuple[argparse.Namespace, Any, Path]:
+          argv: list[str] | None = None, *, device: bool = False,
+          flags: dict[str, str] | None = None) -> tuple[argparse.Namespace, Any, Path]:
     """``--preset``, ``--out`` (a scratch folder unless given: ``benchmarks/results`` holds the committed figures),
-    ``--threads`` and, with ``device=True``, ``--device``: returns the arguments, the chosen preset and the (created)
-    output folder."""
+    ``--threads``, with ``device=True`` ``--device``, and a boolean option per ``flags`` entry (name: help): returns
+    the arguments, the chosen preset and the (created) output folder."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(presets), default=default)
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / scratch),
                         help="output folder (default: a scratch folder; benchmarks/results holds the committed figures)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    for flag, text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     if device:
         parser.add_argument("--device", default="cpu", help="torch device of the envs and modules (cpu, cuda, ...)")
     args = parser.parse_args(argv)

@@ -61,10 +61,11 @@ PRESETS = {
 }
 
 
-def training_rates(p: Preset) -> dict:
-    """Frames/s of one collect + update iteration, RN and MAPPO alternated."""
+def training_rates(p: Preset, device: str = "cpu") -> dict:
+    """Frames/s of one collect + update iteration, RN and MAPPO alternated (envs and models on ``device``; on a GPU:
+    ``cd benchmarks && python -c 'import throughput as t; print(t.training_rates(t.Preset(), "cuda"))'``)."""
     common = dict(task=p.task, n_agents=p.n_agents, frames_per_batch=p.frames_per_batch, max_steps=p.max_steps,
-                  epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="")
+                  epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="", device=device)
     runs = {"rn": RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, **common), progress=False),
             "mappo": RNTrainer(TrainConfig(algo="mappo", **common), progress=False)}
     iterators = {name: iter(t.make_collector()) for name, t in runs.items()}
