@@ -115,7 +115,8 @@ PRESETS = {
     # eval return -3.1 -> -5.6, actions saturated), so dropout uses spread-vn's settings, the MAPPO paper's defaults
     # (normalised advantages, value normalisation, entropy 0.01), for every method; chosen before any RN run
     "dropout": Preset(tasks=("vmas/dropout",), methods=("mappo", "ippo", "rn-tree4", "rn-tree4-p5", "rn-tree4-addressed",
-                                                         "rn-tree4-addressed-p5", "rn-tree4-addressed-p5-goal-w"),
+                                                         "rn-tree4-addressed-p5", "rn-tree4-addressed-p5-goal-w",
+                                                         "rn-tree4-addressed-local"),
                       seeds=(0, 1, 2, 3, 4), frames=300_000, n_agents={"vmas/dropout": 4}, normalize_advantage=True,
                       value_norm=True, entropy_coeff=0.01),
     "balance8": Preset(tasks=("vmas/balance",), methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"),
@@ -150,6 +151,10 @@ METHODS: dict[str, dict] = {
     # weights and a broadcast action, the motors cannot tell which part of an instruction is theirs
     "rn-tree4-addressed": {"algo": "rn", "graph": "tree:4", "instruct": "addressed"},
     "rn-tree4-addressed-p5": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5"},
+    # ... with local critics (a different learner per level, TAG-style: IPPO-like motors, each valuing its own
+    # observation and instruction, under the manager, whose one vertex sees all motors); added after IPPO scored
+    # above MAPPO on 4 of 5 dropout seeds, before any run of it
+    "rn-tree4-addressed-local": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "critic": "local"},
     # ... and as a feudal manager (task knowledge): each motor's block is a goal position, the motors are rewarded
     # for approaching it plus 0.1 x the team reward, after a 60k-frame warm-up on random goals
     "rn-tree4-addressed-p5-goal-w": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5",
