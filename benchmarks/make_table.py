@@ -194,7 +194,8 @@ def _scaling(path: Path) -> str:
     where = (f"{t['threads']} thread{'s' * (t['threads'] != 1)}" if t.get("device", "cpu") == "cpu" else
              f"on one {t['device_name']} (torch {t['torch']}; peak memory: the GPU's)")
     if t.get("cudagraphs"):
-        where += ", both policies replayed as CUDA graphs (`CudaGraphModule`; peak memory: what a replay allocates outside the graph's own pool)"
+        where += (", both policies replayed as CUDA graphs (`CudaGraphModule`; peak memory: what a replay allocates "
+                  "outside the graph's own pool)")
     lines = [(f"Policy step time per vertex over a flat MAPPO actor's (`ProbabilisticActor` over `MultiAgentMLP`) per "
              f"agent, {t['preset']['num_envs']} envs, {where}, median of "
              f"{t['preset']['reps']} (plot: `{path.with_suffix('.png').as_posix()}`):"),

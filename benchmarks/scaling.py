@@ -111,7 +111,8 @@ def measure(p: Preset, device: torch.device | str = "cpu", cudagraphs: bool = Fa
         env = MockMultiAgentEnv(n, num_envs=p.num_envs, obs_dim=p.obs_dim, seed=0, device=device)
         flat = flat_actor(env, n, p.num_cells).to(device)
         if cudagraphs:  # captured after 2 warm-up calls, inside the warm-up rounds below
-            policy, flat = CudaGraphModule(policy, warmup=2, device=device), CudaGraphModule(flat, warmup=2, device=device)
+            policy = CudaGraphModule(policy, warmup=2, device=device)
+            flat = CudaGraphModule(flat, warmup=2, device=device)
         steps = {"rn": (policy, rn_env.reset()), "flat": (flat, env.reset())}
         samples: dict[str, list[float]] = {"rn": [], "flat": []}
         with torch.no_grad():
@@ -125,7 +126,8 @@ def measure(p: Preset, device: torch.device | str = "cpu", cudagraphs: bool = Fa
                     _sync(device)
                     if rep >= warm:
                         samples[name].append(time.perf_counter() - start)
-            memory = {name: peak_bytes(lambda m=module, td=td: m(td.clone()), device) for name, (module, td) in steps.items()}
+            memory = {name: peak_bytes(lambda m=module, td=td: m(td.clone()), device)
+                      for name, (module, td) in steps.items()}
         rn_s, flat_s = statistics.median(samples["rn"]), statistics.median(samples["flat"])
         vertices = len(graph.vertex_order)
         rows.append({"motors": n, "graph": spec, "vertices": vertices, "levels": graph.depth + 1,
