@@ -62,10 +62,16 @@ def test_workers_train_and_write_results_folder(tmp_path, monkeypatch):
     _check_results(tmp_path / "run", seen)
 
 
+_NO_RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed (extra 'distributed')")
+
+
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
-def test_goal_warmup_reaches_the_workers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", [pytest.param([], id="processes"),
+                                   pytest.param(["--ray", "local"], marks=_NO_RAY, id="ray")])
+def test_goal_warmup_reaches_the_workers(tmp_path, monkeypatch, where):
     """The warm-up flag travels with the weights: the workers' first batch holds random goals (not the managers' own
-    samples, so the stored log-probability is not the actor's density at the action), the second the actor's."""
+    samples, so the stored log-probability is not the actor's density at the action), the second the actor's. Also
+    through TorchRL's Ray collector."""
     seen: list[bool] = []
     original = RNTrainer.update
 
@@ -76,13 +82,13 @@ def test_goal_warmup_reaches_the_workers(tmp_path, monkeypatch):
         return original(self, data)
 
     monkeypatch.setattr(RNTrainer, "update", update)
-    assert main([*ARGS, "--workers", "2", "--vertex-reward", "goal:pos", "--goal-warmup", "200",
+    assert main([*ARGS, "--workers", "2", *where, "--vertex-reward", "goal:pos", "--goal-warmup", "200",
                  "--out", str(tmp_path / "run")]) == 0
     assert seen == [False, True]
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed (extra 'distributed')")
+@_NO_RAY
 def test_ray_local_trains_on_loopback_and_shuts_down(tmp_path, monkeypatch):
     import ray
 
