@@ -22,8 +22,10 @@ EXPECTED = {
 @pytest.mark.slow  # a subprocess per tutorial
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_tutorial_runs(name, tmp_path):
-    # PYTHONPATH: the tutorial imports this checkout's torchrl_rn, not whichever one the venv has installed
-    env = {**os.environ, "RN_TUTORIAL_QUICK": "1", "RN_TUTORIAL_OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    # PYTHONPATH: the tutorial imports this checkout's torchrl_rn, not whichever one the venv has installed (ahead of
+    # any PYTHONPATH already set, which may hold the packages themselves)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "RN_TUTORIAL_QUICK": "1", "RN_TUTORIAL_OUT": str(tmp_path), "PYTHONPATH": path}
     proc = subprocess.run([sys.executable, str(ROOT / "tutorials" / name)], env=env, cwd=ROOT, timeout=120,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
