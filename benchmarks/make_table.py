@@ -184,7 +184,7 @@ def _tutorial_pipeline(path: Path) -> str:
 def _training_gpu(path: Path) -> str:
     t = json.loads(path.read_text())
     rates = t["frames_per_second"]
-    return (f"Training on a GPU (`{path.as_posix()}`, `throughput.training_rates` with device `cuda`, vmas/balance, "
+    return (f"Training on a GPU (`{path.as_posix()}`, `throughput.py --device cuda`, vmas/balance, "
             f"RN tree:2 against MAPPO, alternated, median of {len(t['samples']['rn'])}): RN {rates['rn']:.0f} "
             f"frames/s, MAPPO {rates['mappo']:.0f} frames/s, ratio **{t['rn_over_mappo']:.2f}**.")
 

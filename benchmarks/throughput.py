@@ -10,10 +10,12 @@
    training = the whole iteration (batch, update, weights sent to the workers).
 
 Writes ``<out>/throughput.json`` and ``<out>/throughput.png`` (``--out`` defaults to a scratch folder; pass
-``--out benchmarks/results`` to update the committed figures).
+``--out benchmarks/results`` to update the committed figures). With ``--device cuda``, only part 1 runs, with the
+envs and models on the GPU, into ``<out>/training-cuda.json``.
 
     python benchmarks/throughput.py --out benchmarks/results     # default preset, a few minutes on 2 CPU cores
     python benchmarks/throughput.py --threads 1 --out benchmarks/results/threads1   # per-core cost
+    python benchmarks/throughput.py --device cuda --out benchmarks/results           # RN vs MAPPO training on a GPU
 """
 from __future__ import annotations
 
@@ -62,8 +64,7 @@ PRESETS = {
 
 
 def training_rates(p: Preset, device: str = "cpu") -> dict:
-    """Frames/s of one collect + update iteration, RN and MAPPO alternated (envs and models on ``device``; on a GPU:
-    ``cd benchmarks && python -c 'import throughput as t; print(t.training_rates(t.Preset(), "cuda"))'``)."""
+    """Frames/s of one collect + update iteration, RN and MAPPO alternated, envs and models on ``device``."""
     common = dict(task=p.task, n_agents=p.n_agents, frames_per_batch=p.frames_per_batch, max_steps=p.max_steps,
                   epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="", device=device)
     runs = {"rn": RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, **common), progress=False),
@@ -196,14 +197,18 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-throughput", argv)
+    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-throughput", argv, device=True)
     torch.manual_seed(0)
     result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads()}
-    result["training"] = training_rates(p)
+    result["training"] = training_rates(p, args.device)
     print(f"training frames/s: RN {result['training']['frames_per_second']['rn']:.0f}, "
           f"MAPPO {result['training']['frames_per_second']['mappo']:.0f}, "
           f"ratio RN/MAPPO {result['training']['rn_over_mappo']:.2f} (paired by round "
           f"{result['training']['rn_over_mappo_paired']:.2f})", flush=True)
+    device = torch.device(args.device)
+    if device.type != "cpu":  # the other parts measure CPU costs
+        (out / f"training-{device.type}.json").write_text(json.dumps(result["training"], indent=1))
+        return
     result["policy"] = policy_costs(p)
     for r in result["policy"]:
         print(f"policy step {r['graph']:>8} over {r['motors']:>3} motors ({r['vertices']:>3} vertices): "
