@@ -26,16 +26,18 @@ def _pm(mean: float, ci: float | None = None) -> str:
     return f"{mean:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
 
 
+#: scaling.py's outputs: on CPU, on CUDA, and on CUDA as CUDA graphs, rendered in that order
+SCALING_FILES = ("scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.json")
+
+
 def table(results: Path) -> str:
-    speed_files = ("throughput.json", "scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.json",
-                   "training-cuda.json", "tutorial_pipeline.json", "reference.json")
+    speed_files = ("throughput.json", *SCALING_FILES, "training-cuda.json", "tutorial_pipeline.json", "reference.json")
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
     reeval = _reevaluated(sorted(results.rglob("*.reeval.json")))
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
-    scaling = [_scaling(p) for name in ("scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.json")
-               for p in sorted(results.rglob(name))]
+    scaling = [_scaling(p) for name in SCALING_FILES for p in sorted(results.rglob(name))]
     speed += [_training_gpu(p) for p in sorted(results.rglob("training-cuda.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]

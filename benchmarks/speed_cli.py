@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from torchrl_rn.train.config import device_problem
+
 
 def parse(doc: str, presets: dict[str, Any], default: str, scratch: str,
           argv: list[str] | None = None, *, device: bool = False,
@@ -25,13 +27,8 @@ def parse(doc: str, presets: dict[str, Any], default: str, scratch: str,
     if device:
         parser.add_argument("--device", default="cpu", help="torch device of the envs and modules (cpu, cuda, ...)")
     args = parser.parse_args(argv)
-    if device:
-        try:
-            dev = torch.device(args.device)
-        except RuntimeError:
-            parser.error(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:1)")
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            parser.error(f"--device {args.device!r}: CUDA is not available in this torch build or machine")
+    if device and (problem := device_problem(args.device)) is not None:
+        parser.error(problem)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)

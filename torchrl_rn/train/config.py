@@ -21,7 +21,7 @@ import torch
 from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import REWARD_HELP, parse_reward
 
-__all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help"]
+__all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help", "device_problem"]
 
 ALGOS = ("rn", "mappo", "ippo")
 CRITICS = ("local", "group")
@@ -278,14 +278,8 @@ class TrainConfig:
             if changed:
                 verb = "applies" if len(changed) == 1 else "apply"
                 raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"--device {self.device!r} is not a torch device (e.g. cpu, cuda, cuda:1).") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device!r}: CUDA is not available in this torch build or machine.")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"--device {self.device!r}: MPS is not available on this machine.")
+        if (problem := device_problem(self.device)) is not None:
+            raise ValueError(problem)
 
     @property
     def period_list(self) -> list[int] | None:
@@ -340,6 +334,20 @@ class TrainConfig:
         warmup = f"-w{self.goal_warmup}" if self.goal_warmup else ""
         addressed = "-addressed" if self.instruct == "addressed" else ""
         return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics)}"
+
+
+def device_problem(device: str) -> str | None:
+    """Why this machine cannot run on ``device`` (not a torch device; CUDA or MPS missing), as ``--device``'s error
+    line, or ``None`` where it can."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)."
+    if kind == "cuda" and not torch.cuda.is_available():
+        return f"--device {device!r}: CUDA is not available in this torch build or machine."
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return f"--device {device!r}: MPS is not available on this machine."
+    return None
 
 
 def _flag(name: str) -> str:

@@ -62,7 +62,7 @@ from torchrl_rn.graph import GraphError, RNGraph
 from torchrl_rn.loss import RNLoss
 from torchrl_rn.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, atomic_save, load_checkpoint
 from torchrl_rn.train.collection import make_collector, task_env_fn, wrap_env
-from torchrl_rn.train.config import TrainConfig, _check_writable
+from torchrl_rn.train.config import TrainConfig, _check_writable, device_problem
 from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.value_norm import Denormalize
@@ -464,10 +464,10 @@ class RNTrainer:
         config = dict(state["config"])
         recorded = str(config.get("device", "cpu"))
         if read_only:
-            config["device"] = device if device is not None else (recorded if _device_here(recorded) else "cpu")
+            config["device"] = device if device is not None else (recorded if device_problem(recorded) is None else "cpu")
         elif device is not None:
             raise ValueError("a resumed run trains on its own device; device= applies to read-only trainers only.")
-        elif not _device_here(recorded):
+        elif device_problem(recorded) is not None:
             raise ValueError(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: resume it where "
                              f"{recorded!r} is available, or evaluate it here with 'rn eval' (it falls back to the CPU).")
         for name, value in (settings or {}).items():
@@ -495,19 +495,6 @@ class RNTrainer:
         trainer = cls(config, _resuming=True, **kwargs)
         trainer.load(path)
         return trainer
-
-
-def _device_here(device: str) -> bool:
-    """Whether this machine has ``device`` (a CUDA or MPS device where torch sees one; always the CPU)."""
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        return False  # not a device at all: TrainConfig names it
-    if kind == "cuda":
-        return torch.cuda.is_available()
-    if kind == "mps":
-        return torch.backends.mps.is_available()
-    return True
 
 
 def _rng_for_here(rng: dict[str, Any]) -> dict[str, Any]:
