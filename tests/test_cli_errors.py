@@ -145,3 +145,16 @@ def test_graph_error_names_the_graph_file(inputs, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and len(err.splitlines()) == 1 and str(graph) in err, err
         assert not (tmp_path / "run").exists()
+
+
+def test_a_cuda_index_past_the_machines_devices_is_refused(tmp_path, capsys, monkeypatch):
+    # a one-GPU machine, whatever this one has: cuda:0 is fine, cuda:3 is refused before any work starts
+    from torchrl_rn.train.config import device_problem
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device_problem("cuda") is None and device_problem("cuda:0") is None
+    assert main(["train", *TINY, "--device", "cuda:3", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == "rn: error: --device 'cuda:3': this machine has 1 CUDA device(s) (cuda:0 to cuda:0).\n"
+    assert not (tmp_path / "run").exists()

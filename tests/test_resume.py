@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from torchrl_rn import RNTrainer
-from torchrl_rn.train import load_checkpoint, main
+from torchrl_rn.train import DeviceFallbackWarning, load_checkpoint, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--task", "mock", "--frames", "300", "--frames-per-batch", "100", "--max-steps", "5", "--minibatch-size", "50",
@@ -199,8 +199,14 @@ def test_a_gpu_run_is_evaluated_on_a_machine_without_one(uninterrupted, tmp_path
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no GPU, whatever it has
     run = _as_if_trained_on_a_gpu(uninterrupted, tmp_path)
     cpu = evaluate_run(uninterrupted, episodes=3, seed=7)
-    report = evaluate_run(run, episodes=3, seed=7)  # the CPU, without being told: the same policy, the same returns
+    with pytest.warns(DeviceFallbackWarning, match="trained on 'cuda', which this machine lacks: it runs on the CPU"):
+        report = evaluate_run(run, episodes=3, seed=7)  # the CPU, without being told: the same policy, the same returns
     assert report.returns == cpu.returns
+    # the command line says so, in one line, and goes on
+    assert main(["eval", str(run), "--episodes", "3", "--seed", "7"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"rn: note: '{run}' was trained on 'cuda', which this machine lacks: it runs on the CPU here " \
+                  "(--device chooses).\n"
     # training continues only where the run's device is: one line naming the run and the device, exit code 2
     assert main(["train", "--resume", str(run), "--frames", "400", "--no-progress"]) == 2
     err = capsys.readouterr().err

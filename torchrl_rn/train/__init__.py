@@ -19,7 +19,7 @@ from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkp
 from torchrl_rn.train.cli import main
 from torchrl_rn.train.config import ALGOS, GRAPH_SPEC_HELP, LOGGERS, TrainConfig
 from torchrl_rn.train.plots import plot_aggregate, plot_curves
-from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
+from torchrl_rn.train.trainer import DeviceFallbackWarning, NonFiniteError, RNTrainer
 
-__all__ = ["TrainConfig", "RNTrainer", "NonFiniteError", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
+__all__ = ["TrainConfig", "RNTrainer", "NonFiniteError", "DeviceFallbackWarning", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
            "ALGOS", "LOGGERS", "CHECKPOINT", "GRAPH_SPEC_HELP"]

@@ -13,12 +13,12 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
 from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
-from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
+from torchrl_rn.train.trainer import DeviceFallbackWarning, NonFiniteError, RNTrainer
 
 __all__ = ["main"]
 
@@ -201,9 +201,20 @@ def quiet_console() -> Iterator[None]:
             # torchrl 0.14 deprecations inside its own collectors, not something a user of rn can act on
             warnings.filterwarnings("ignore", message=r".*WeightUpdaterBase is deprecated", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=r".*Nested TransformedEnvs", category=UserWarning)
+            warnings.showwarning = _one_line_notes(warnings.showwarning)
             yield
     finally:
         torchrl_logger.setLevel(level)
+
+
+def _one_line_notes(show: Callable) -> Callable:
+    """``warnings.showwarning`` that prints :class:`DeviceFallbackWarning` as one ``rn: note: ...`` line."""
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, DeviceFallbackWarning):
+            print(f"rn: note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -337,14 +337,23 @@ class TrainConfig:
 
 
 def device_problem(device: str) -> str | None:
-    """Why this machine cannot run on ``device`` (not a torch device; CUDA or MPS missing), as ``--device``'s error
-    line, or ``None`` where it can."""
+    """Why this machine cannot run on ``device`` (not a torch device; CUDA or MPS missing; a CUDA index past the
+    machine's devices), as ``--device``'s error line, or ``None`` where it can.
+
+    Examples:
+        >>> device_problem("cpu") is None
+        True
+        >>> device_problem("toaster")
+        "--device 'toaster' is not a torch device (e.g. cpu, cuda, cuda:1)."
+    """
     try:
         kind = torch.device(device).type
     except RuntimeError:
         return f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)."
     if kind == "cuda" and not torch.cuda.is_available():
         return f"--device {device!r}: CUDA is not available in this torch build or machine."
+    if kind == "cuda" and (index := torch.device(device).index) is not None and index >= torch.cuda.device_count():
+        return f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})."
     if kind == "mps" and not torch.backends.mps.is_available():
         return f"--device {device!r}: MPS is not available on this machine."
     return None

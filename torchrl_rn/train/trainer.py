@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ __all__ = ["RNTrainer", "RESUMABLE", "NonFiniteError"]
 RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
 #: settings ``--resume`` can change; any other given setting must equal the checkpoint's
 RESUMABLE = ("frames",)
+
+
+class DeviceFallbackWarning(UserWarning):
+    """A read-only trainer (``rn eval``, ``rn show``) runs on the CPU because this machine lacks the run's device."""
 
 
 class NonFiniteError(RuntimeError):
@@ -465,6 +470,9 @@ class RNTrainer:
         recorded = str(config.get("device", "cpu"))
         if read_only:
             config["device"] = device if device is not None else (recorded if device_problem(recorded) is None else "cpu")
+            if device is None and config["device"] != recorded:
+                warnings.warn(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: it runs on the "
+                              "CPU here (--device chooses).", DeviceFallbackWarning, stacklevel=2)
         elif device is not None:
             raise ValueError("a resumed run trains on its own device; device= applies to read-only trainers only.")
         elif device_problem(recorded) is not None:
