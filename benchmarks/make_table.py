@@ -31,7 +31,8 @@ SCALING_FILES = ("scaling.json", "scaling-cuda.json", "scaling-cuda-cudagraphs.j
 
 
 def table(results: Path) -> str:
-    speed_files = ("throughput.json", *SCALING_FILES, "training-cuda.json", "tutorial_pipeline.json", "reference.json")
+    speed_files = ("throughput.json", *SCALING_FILES, "training-cuda.json", "tutorial_pipeline.json", "reference.json",
+                   "breakdown.json")
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
@@ -40,6 +41,7 @@ def table(results: Path) -> str:
     scaling = [_scaling(p) for name in SCALING_FILES for p in sorted(results.rglob(name))]
     speed += [_training_gpu(p) for p in sorted(results.rglob("training-cuda.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
+    pipeline += [_breakdown(p) for p in sorted(results.rglob("breakdown.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
     return "\n\n".join(filter(None, [_learning(tasks), reeval, *reference, *speed, *pipeline, *scaling]))
 
@@ -181,6 +183,25 @@ def _tutorial_pipeline(path: Path) -> str:
             f"{'s' * (t['threads'] != 1)}, median of {p['reps']} alternated iterations): stock {rates['stock']:.0f} "
             f"frames/s, with LevelEnv + GraphComposer + RNLoss ({p['rn_graph']}) dropped in {rates['rn']:.0f} "
             f"frames/s, ratio **{t['rn_over_stock']:.2f}**. Plot: `{path.with_suffix('.png').as_posix()}`.")
+
+
+def _breakdown(path: Path) -> str:
+    """Where RN's extra time per iteration goes (``breakdown.py``)."""
+    t = json.loads(path.read_text())
+    p, it, mb = t["preset"], t["iteration_seconds"], t["minibatch_ms"]
+    rows = [(f"Where the time goes (`{path.as_posix()}`, `breakdown.py`, {p['task']}, RN {p['rn_graph']} against "
+            f"MAPPO, {t['threads']} thread{'s' * (t['threads'] != 1)}, medians):"), "",
+            ("| | collection (s / iteration) | update (s / iteration) | loss forward (ms / minibatch) | "
+            "loss backward (ms / minibatch) |"), "| --- | --- | --- | --- | --- |"]
+    for name in ("mappo", "rn"):
+        rows.append(f"| {name.upper() if name == 'mappo' else 'RN'} | {it[name]['collection']:.2f} | "
+                    f"{it[name]['update']:.2f} | {mb[name]['forward']:.1f} | {mb[name]['backward']:.1f} |")
+    groups = "; ".join(
+        f"`{g}` ({info['vertices']} vertices, {info['parameters']:,} parameters) {t['rn_group_forward_ms'][g]:.1f} ms "
+        f"on {p['minibatch_size']} frames, {t['rn_group_forward_ms_tiny'][g]:.1f} ms on {p['tiny_frames']}"
+        for g, info in t["groups"].items())
+    rows += ["", f"RN's loss forward per group (each a TorchRL `ClipPPOLoss`): {groups}."]
+    return "\n".join(rows)
 
 
 def _training_gpu(path: Path) -> str:

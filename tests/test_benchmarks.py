@@ -222,6 +222,21 @@ def test_scaling_tiny_writes_json_and_png(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_breakdown_tiny_writes_json_and_table(tmp_path):
+    run("breakdown.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
+    result = json.loads((tmp_path / "breakdown.json").read_text())
+    assert result["threads"] == 1 and set(result["iteration_seconds"]) == set(result["minibatch_ms"]) == {"rn", "mappo"}
+    # tree:2 over 4 motors: the motors and one group of 2 managers, each timed on both minibatch sizes
+    assert result["groups"]["agents"]["vertices"] == 4 and result["groups"]["level1"]["vertices"] == 2
+    assert set(result["rn_group_forward_ms"]) == set(result["rn_group_forward_ms_tiny"]) == {"agents", "level1"}
+    assert all(v > 0 for v in result["rn_group_forward_ms"].values())
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
+    assert "Where the time goes" in readme.read_text() and "`level1` (2 vertices" in readme.read_text()
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     run("tutorial_pipeline.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "tutorial_pipeline.json").read_text())

@@ -1,0 +1,144 @@
+"""Where an RN training iteration's extra time goes, against MAPPO's (issue 13's profile, as numbers to repeat).
+
+1. One iteration, RN (2-level tree) and MAPPO alternated, median over ``reps``: collection (waiting for a batch)
+   and update (advantages, then ``epochs`` passes of minibatches), in seconds.
+2. One minibatch, RN and MAPPO interleaved, median over ``minibatches``: the loss's forward and backward passes
+   in milliseconds, and for RN each vertex group's own loss forward (timed by hooks on ``RNLoss.group_losses``).
+3. The fixed cost of a group: RN's loss on ``tiny_frames`` frames, per group. A group's TorchRL ``ClipPPOLoss``
+   call costs about as much on 8 frames as on 400 when its networks are small: what every extra group adds.
+
+Writes ``<out>/breakdown.json`` (``--out`` defaults to a scratch folder; pass ``--out benchmarks/results`` to
+update the committed figures, which ``make_table.py`` renders into the README).
+
+    python benchmarks/breakdown.py --threads 1 --out benchmarks/results    # about 3 minutes on one core
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+import speed_cli  # this script runs from benchmarks/
+import torch
+
+from torchrl_rn.train import RNTrainer, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    task: str = "vmas/balance"  # throughput.py's task, graph, batch and epochs
+    n_agents: int = 4
+    rn_graph: str = "tree:2"
+    frames_per_batch: int = 6_000
+    max_steps: int = 100
+    epochs: int = 10
+    minibatch_size: int = 400
+    num_cells: int = 256
+    reps: int = 3  # iterations of each method (after one to warm up)
+    minibatches: int = 100  # minibatches of each method, interleaved (after 10 to warm up)
+    tiny_frames: int = 8  # frames of the minibatch that shows a group's fixed cost
+
+
+PRESETS = {
+    "default": Preset(),
+    "tiny": Preset(frames_per_batch=200, max_steps=10, epochs=1, minibatch_size=100, num_cells=16, reps=1,
+                   minibatches=3),
+}
+
+
+class _GroupTimer:
+    """Forward time of each group loss of an ``RNLoss``, from hooks (the loss itself is left as it is)."""
+
+    def __init__(self, loss) -> None:
+        self.seconds: dict[str, list[float]] = {g: [] for g in loss.group_losses}
+        self._start: dict[str, float] = {}
+        self.recording = False
+        for g, group_loss in loss.group_losses.items():
+            group_loss.register_forward_pre_hook(lambda *_, g=g: self._start.__setitem__(g, time.perf_counter()))
+            group_loss.register_forward_hook(lambda *_, g=g: self._stop(g))
+
+    def _stop(self, group: str) -> None:
+        if self.recording:
+            self.seconds[group].append(time.perf_counter() - self._start[group])
+
+
+def _ms(samples: list[float]) -> float:
+    return 1e3 * statistics.median(samples)
+
+
+def breakdown(p: Preset) -> dict:
+    common = dict(task=p.task, n_agents=p.n_agents, frames_per_batch=p.frames_per_batch, max_steps=p.max_steps,
+                  epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="")
+    runs = {"rn": RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, **common), progress=False),
+            "mappo": RNTrainer(TrainConfig(algo="mappo", **common), progress=False)}
+    iterators = {name: iter(t.make_collector()) for name, t in runs.items()}
+    collect: dict[str, list[float]] = {name: [] for name in runs}
+    update: dict[str, list[float]] = {name: [] for name in runs}
+    batches = {}
+    for rep in range(p.reps + 1):  # the first round warms up
+        for name, trainer in runs.items():
+            start = time.perf_counter()
+            batches[name] = next(iterators[name])
+            collected = time.perf_counter()
+            trainer.update(batches[name])
+            if rep:
+                collect[name].append(collected - start)
+                update[name].append(time.perf_counter() - collected)
+    # minibatches of the last batches (with their advantages, as update() computes them), interleaved
+    minibatch = {}
+    for name, trainer in runs.items():
+        with torch.no_grad():
+            trainer.loss.value_estimator(batches[name])
+        minibatch[name] = batches[name].reshape(-1)[torch.randperm(batches[name].numel())[:p.minibatch_size]]
+    timer = _GroupTimer(runs["rn"].loss)
+    forward: dict[str, list[float]] = {name: [] for name in runs}
+    backward: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(10 + p.minibatches):
+        timer.recording = i >= 10
+        for name, trainer in runs.items():
+            start = time.perf_counter()
+            out = trainer.loss(minibatch[name])
+            total = sum(v for k, v in out.items() if k.startswith("loss_"))
+            done_forward = time.perf_counter()
+            total.backward()
+            trainer.optimizer.zero_grad()
+            if i >= 10:
+                forward[name].append(done_forward - start)
+                backward[name].append(time.perf_counter() - done_forward)
+    per_group = {g: _ms(s) for g, s in timer.seconds.items()}
+    # the same loss on a few frames: what a group costs whatever its size
+    tiny = minibatch["rn"][: p.tiny_frames]
+    timer.seconds = {g: [] for g in timer.seconds}
+    for _ in range(10 + p.minibatches):
+        runs["rn"].loss(tiny)
+    tiny_per_group = {g: _ms(s[10:] or s) for g, s in timer.seconds.items()}
+    return {
+        "iteration_seconds": {name: {"collection": statistics.median(collect[name]),
+                                     "update": statistics.median(update[name])} for name in runs},
+        "minibatch_ms": {name: {"forward": _ms(forward[name]), "backward": _ms(backward[name])} for name in runs},
+        "rn_group_forward_ms": per_group,
+        "rn_group_forward_ms_tiny": tiny_per_group,
+        "groups": {g: {"vertices": len(runs["rn"].graph.groups[g]),
+                       "parameters": sum(q.numel() for q in loss.parameters())}
+                   for g, loss in runs["rn"].loss.group_losses.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    _args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-breakdown", argv)
+    torch.manual_seed(0)
+    result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads(), **breakdown(p)}
+    for name, t in result["iteration_seconds"].items():
+        m = result["minibatch_ms"][name]
+        print(f"{name}: collection {t['collection']:.2f} s, update {t['update']:.2f} s per iteration; "
+              f"loss forward {m['forward']:.1f} ms, backward {m['backward']:.1f} ms per minibatch", flush=True)
+    for g, ms in result["rn_group_forward_ms"].items():
+        print(f"rn group {g!r}: loss forward {ms:.1f} ms on {p.minibatch_size} frames, "
+              f"{result['rn_group_forward_ms_tiny'][g]:.1f} ms on {p.tiny_frames}", flush=True)
+    (out / "breakdown.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
