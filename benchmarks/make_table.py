@@ -36,7 +36,8 @@ def table(results: Path) -> str:
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
-    reeval = _reevaluated(sorted(results.rglob("*.reeval.json")))
+    knowledge = _task_knowledge([json.loads(p.read_text()) for p in tasks])
+    reeval = _reevaluated(sorted(results.rglob("*.reeval.json")), knowledge)
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     scaling = [_scaling(p) for name in SCALING_FILES for p in sorted(results.rglob(name))]
     speed += [_training_gpu(p) for p in sorted(results.rglob("training-cuda.json"))]
@@ -64,16 +65,25 @@ def _learning(tasks: list[Path]) -> str:
         return "_No learning results yet: run `python benchmarks/learning.py`._"
     data = [json.loads(p.read_text()) for p in tasks]
     methods = list(dict.fromkeys(m for d in data for m in d["methods"]))
-    # a goal vertex reward is task knowledge (learning.uses_task_knowledge; not imported: this script needs no torch)
-    knowledge = {m for d in data for m, e in d["methods"].items()
-                 if str(e.get("definition", {}).get("vertex_reward", "")).startswith("goal")}
+    knowledge = _task_knowledge(data)
     final = _table(data, methods, lambda run: run["eval_return"][-1], knowledge)
     late = _table(data, methods, lambda run: statistics.fmean(run["eval_return"][-LATE:]), knowledge)
-    return (f"{_verdicts(data)}\n\n{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
+    return (f"{_verdicts(data, knowledge)}\n\n{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
             "seeds (the mean alone with one seed). Curves: `benchmarks/results/<preset>/<task>.png`.\n\n"
             f"The same runs scored by the mean of their last {LATE} evaluations (the last 150k frames of the full "
             "preset), less sensitive to one noisy evaluation of 16 episodes:\n\n"
             f"{late}")
+
+
+def _task_knowledge(data: list[dict]) -> set[str]:
+    """The methods that use task knowledge: a goal vertex reward (``learning.uses_task_knowledge``, not imported:
+    this script needs no torch). Every table labels them so."""
+    return {m for d in data for m, e in d["methods"].items()
+            if str(e.get("definition", {}).get("vertex_reward", "")).startswith("goal")}
+
+
+def _label(method: str, knowledge: set[str]) -> str:
+    return f"{method} (task knowledge)" if method in knowledge else method
 
 
 def _verdict(rn: list[float], mappo: list[float]) -> tuple[str, str, str]:
@@ -85,7 +95,7 @@ def _verdict(rn: list[float], mappo: list[float]) -> tuple[str, str, str]:
     return _pm(mean, ci), _pm(base, base_ci), verdict
 
 
-def _reevaluated(paths: list[Path]) -> str:
+def _reevaluated(paths: list[Path], knowledge: set[str]) -> str:
     """``benchmarks/reevaluate.py``'s results: every finished run scored again on many fresh episodes."""
     rows = ["| task (preset, episodes per run) | RN method | seeds | RN | MAPPO | verdict |",
             "| --- | --- | --- | --- | --- | --- |"]
@@ -97,7 +107,7 @@ def _reevaluated(paths: list[Path]) -> str:
             if not method.startswith("rn") or len(seeds) < 2:
                 continue
             cells = _verdict([entry["seeds"][s]["return"] for s in seeds], [mappo[s]["return"] for s in seeds])
-            rows.append(f"| {d['task']} ({d['preset']}, {d['episodes']}) | {method} | {len(seeds)} | "
+            rows.append(f"| {d['task']} ({d['preset']}, {d['episodes']}) | {_label(method, knowledge)} | {len(seeds)} | "
                         + " | ".join(cells) + " |")
     if len(rows) == 2:
         return ""
@@ -105,7 +115,7 @@ def _reevaluated(paths: list[Path]) -> str:
             "(`python benchmarks/reevaluate.py`; the benchmark's own evaluation is 16 episodes):\n\n" + "\n".join(rows))
 
 
-def _verdicts(data: list[dict]) -> str:
+def _verdicts(data: list[dict], knowledge: set[str]) -> str:
     """Per task, each RN method against MAPPO on the final return: wins or loses only where the 95% CIs are disjoint.
 
     Both sides are scored on the seeds they share (same seeds for every method). Only results of the current
@@ -124,7 +134,7 @@ def _verdicts(data: list[dict]) -> str:
                 continue
             cells = _verdict([entry["seeds"][s]["eval_return"][-1] for s in seeds],
                              [mappo[s]["eval_return"][-1] for s in seeds])
-            rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {method} | "
+            rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {_label(method, knowledge)} | "
                         f"{len(seeds)} | " + " | ".join(cells) + " |")
     if len(rows) == 2:
         return ""
@@ -136,7 +146,7 @@ def _table(data: list[dict], methods: list[str], score, knowledge: set[str]) -> 
     """One row per task file, one cell per method: ``score(run)`` averaged over seeds, with its 95% CI."""
     lines = [
         "| task (preset, seeds, frames) | "
-        + " | ".join(f"{m} (task knowledge)" if m in knowledge else m for m in methods) + " |",
+        + " | ".join(_label(m, knowledge) for m in methods) + " |",
         "| --- | " + " | ".join("---" for _ in methods) + " |",
     ]
     for d in data:

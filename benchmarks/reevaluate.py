@@ -9,6 +9,8 @@ and writes ``<preset>/<task>.reeval.json``: ``methods -> seeds -> {"return", "ep
 lists it under the learning tables, with a verdict against MAPPO scored like the main one.
 
     python benchmarks/reevaluate.py --preset dropout --task vmas/dropout --episodes 256
+    python benchmarks/reevaluate.py --preset spread-vn --task vmas/simple_spread --methods mappo rn-tree2-p5 \\
+        rn-tree4-addressed-p5-goal0-w
 """
 from __future__ import annotations
 
@@ -30,16 +32,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", required=True, help="e.g. vmas/dropout")
     parser.add_argument("--episodes", type=int, default=256, help="episodes per run")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="the methods to re-evaluate (default: every method the JSON lists)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     folder = args.results / args.preset
     summary = json.loads((folder / f"{args.task.replace('/', '-')}.json").read_text())
     out = {"task": args.task, "preset": args.preset, "episodes": args.episodes, "eval_seed": "1000 + training seed",
            "methods": {}}
+    unknown = sorted(set(args.methods or ()) - set(summary["methods"]))
+    if unknown:
+        parser.error(f"--methods {' '.join(unknown)}: not in {folder / (args.task.replace('/', '-') + '.json')} "
+                     f"(it lists {', '.join(summary['methods'])})")
     for method, entry in summary["methods"].items():  # the runs the benchmark's JSON lists as finished
+        if args.methods and method not in args.methods:
+            continue
         seeds = {}
         for s in sorted(entry["seeds"], key=int):
             run = run_dir(folder, args.task, method, int(s))
+            if not run.is_dir():
+                parser.error(f"{run} is missing: its run folder is not on this machine (the benchmark writes it; "
+                             "--methods leaves its method out)")
             seeds[s] = {"return": evaluate_run(run, episodes=args.episodes, seed=1000 + int(s)).mean,
                         "episodes": args.episodes}
             print(method, s, round(seeds[s]["return"], 3))

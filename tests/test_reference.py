@@ -62,11 +62,22 @@ def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
 
 def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
     make_table = load(monkeypatch, "make_table")
-    run = {"eval_return": [1.0, 2.0]}
-    result = {"task": "vmas/balance", "preset": "rewards", "seeds": [0], "hyperparameters": {"frames": 10},
-              "methods": {"mappo": {"seeds": {"0": run}}, "rn-tree2-p5-goal": {"definition": {"vertex_reward": "goal:pos"}, "seeds": {"0": run}}}}
+    runs = {str(s): {"eval_return": [1.0, 2.0 + s]} for s in (0, 1)}
+    result = {"task": "vmas/balance", "preset": "rewards", "seeds": [0, 1],
+              "hyperparameters": {"frames": 10, "time_limit": "truncated"},
+              "methods": {"mappo": {"seeds": runs},
+                          "rn-tree2-p5-goal": {"definition": {"vertex_reward": "goal:pos"}, "seeds": runs},
+                          "rn-tree2-p5": {"definition": {"periods": "1,5"}, "seeds": runs}}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
-    assert "| mappo | rn-tree2-p5-goal (task knowledge) |" in make_table.table(tmp_path)
+    reeval = {"task": "vmas/balance", "preset": "rewards", "episodes": 256,
+              "methods": {m: {"seeds": {"0": {"return": 1.0}, "1": {"return": 2.0}}} for m in result["methods"]}}
+    (tmp_path / "vmas-balance.reeval.json").write_text(json.dumps(reeval))
+    text = make_table.table(tmp_path)
+    assert "| mappo | rn-tree2-p5-goal (task knowledge) | rn-tree2-p5 |" in text  # the learning tables' columns
+    # the verdict table and the re-evaluated one label it too; the method without goals is not labelled
+    assert "| vmas/balance (rewards, 10) | rn-tree2-p5-goal (task knowledge) | 2 |" in text
+    assert "| vmas/balance (rewards, 256) | rn-tree2-p5-goal (task knowledge) | 2 |" in text
+    assert "| vmas/balance (rewards, 256) | rn-tree2-p5 | 2 |" in text and "rn-tree2-p5 (task" not in text
     learning = load(monkeypatch, "learning")
     assert learning.TASK_KNOWLEDGE == {m for m, d in learning.METHODS.items() if "goal" in d.get("vertex_reward", "")}
     assert {"rn-tree2-p5-goal", "rn-tree4-addressed-p5-goal0-w"} <= learning.TASK_KNOWLEDGE  # same rule
