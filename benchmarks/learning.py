@@ -104,8 +104,13 @@ PRESETS = {
     # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
     # food item pays once, to whoever reaches it first; discovery: targets covered by several agents at once;
     # sampling: a shared density field to cover), 4 agents each, and balance with 8 agents; 5 seeds at 300k frames
+    # The addressed goal manager (task knowledge: dispersion's and spread's observations start with the agent's
+    # position) was added, unchanged from spread-vn (its 120k-frame warm-up included), after it beat MAPPO on
+    # simple_spread when re-evaluated on 256 episodes, and before any RN run on dispersion, an assignment task like
+    # spread (4 food items, each paying once to the agent that reaches it); MAPPO's 2 seeds there had learned nothing
     "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
-                        methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5"), seeds=(0, 1, 2, 3, 4), frames=300_000,
+                        methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5", "rn-tree4-addressed-p5-goal0-w"),
+                        seeds=(0, 1, 2, 3, 4), frames=300_000,
                         n_agents={"vmas/dispersion": 4, "vmas/discovery": 4, "vmas/sampling": 4}),
     # VMAS dropout (4 agents; the episode ends when any agent reaches the goal, +1 once, and every agent's movement
     # costs energy): the agents do not observe each other, so only something that sees them all can pick the one
