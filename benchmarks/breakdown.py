@@ -2,9 +2,11 @@
 
 1. One iteration, RN (2-level tree) and MAPPO alternated, median over ``reps``: collection (waiting for a batch)
    and update (advantages, then ``epochs`` passes of minibatches), in seconds.
-2. One minibatch, RN and MAPPO interleaved, median over ``minibatches``: the loss's forward and backward passes
+2. One collection step, RN and MAPPO interleaved, median over ``steps``: the policy's forward pass and the env's
+   step (for RN, LevelEnv's too) in milliseconds.
+3. One minibatch, RN and MAPPO interleaved, median over ``minibatches``: the loss's forward and backward passes
    in milliseconds, and for RN each vertex group's own loss forward (timed by hooks on ``RNLoss.group_losses``).
-3. The fixed cost of a group: RN's loss on ``tiny_frames`` frames, per group. A group's TorchRL ``ClipPPOLoss``
+4. The fixed cost of a group: RN's loss on ``tiny_frames`` frames, per group. A group's TorchRL ``ClipPPOLoss``
    call costs about as much on 8 frames as on 400 when its networks are small: what every extra group adds.
 
 Writes ``<out>/breakdown.json`` (``--out`` defaults to a scratch folder; pass ``--out benchmarks/results`` to
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import speed_cli  # this script runs from benchmarks/
 import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_rn.train import RNTrainer, TrainConfig
 
@@ -37,6 +40,7 @@ class Preset:
     minibatch_size: int = 400
     num_cells: int = 256
     reps: int = 3  # iterations of each method (after one to warm up)
+    steps: int = 100  # collection steps of each method, interleaved (after 10 to warm up)
     minibatches: int = 100  # minibatches of each method, interleaved (after 10 to warm up)
     tiny_frames: int = 8  # frames of the minibatch that shows a group's fixed cost
 
@@ -44,7 +48,7 @@ class Preset:
 PRESETS = {
     "default": Preset(),
     "tiny": Preset(frames_per_batch=200, max_steps=10, epochs=1, minibatch_size=100, num_cells=16, reps=1,
-                   minibatches=3),
+                   steps=3, minibatches=3),
 }
 
 
@@ -86,6 +90,20 @@ def breakdown(p: Preset) -> dict:
             if rep:
                 collect[name].append(collected - start)
                 update[name].append(time.perf_counter() - collected)
+    # one collection step, split into the policy and the env (LevelEnv included for RN), interleaved
+    policy: dict[str, list[float]] = {name: [] for name in runs}
+    env_step: dict[str, list[float]] = {name: [] for name in runs}
+    tds = {name: trainer.env.reset() for name, trainer in runs.items()}
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        for i in range(10 + p.steps):
+            for name, trainer in runs.items():
+                start = time.perf_counter()
+                td = trainer.policy(tds[name])
+                acted = time.perf_counter()
+                _, tds[name] = trainer.env.step_and_maybe_reset(td)
+                if i >= 10:
+                    policy[name].append(acted - start)
+                    env_step[name].append(time.perf_counter() - acted)
     # minibatches of the last batches (with their advantages, as update() computes them), interleaved
     minibatch = {}
     for name, trainer in runs.items():
@@ -117,6 +135,7 @@ def breakdown(p: Preset) -> dict:
     return {
         "iteration_seconds": {name: {"collection": statistics.median(collect[name]),
                                      "update": statistics.median(update[name])} for name in runs},
+        "step_ms": {name: {"policy": _ms(policy[name]), "env": _ms(env_step[name])} for name in runs},
         "minibatch_ms": {name: {"forward": _ms(forward[name]), "backward": _ms(backward[name])} for name in runs},
         "rn_group_forward_ms": per_group,
         "rn_group_forward_ms_tiny": tiny_per_group,
@@ -131,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads(), **breakdown(p)}
     for name, t in result["iteration_seconds"].items():
-        m = result["minibatch_ms"][name]
+        m, st = result["minibatch_ms"][name], result["step_ms"][name]
         print(f"{name}: collection {t['collection']:.2f} s, update {t['update']:.2f} s per iteration; "
+              f"policy {st['policy']:.1f} ms, env {st['env']:.1f} ms per step; "
               f"loss forward {m['forward']:.1f} ms, backward {m['backward']:.1f} ms per minibatch", flush=True)
     for g, ms in result["rn_group_forward_ms"].items():
         print(f"rn group {g!r}: loss forward {ms:.1f} ms on {p.minibatch_size} frames, "

@@ -201,11 +201,14 @@ def _breakdown(path: Path) -> str:
     p, it, mb = t["preset"], t["iteration_seconds"], t["minibatch_ms"]
     rows = [(f"Where the time goes (`{path.as_posix()}`, `breakdown.py`, {p['task']}, RN {p['rn_graph']} against "
             f"MAPPO, {t['threads']} thread{'s' * (t['threads'] != 1)}, medians):"), "",
-            ("| | collection (s / iteration) | update (s / iteration) | loss forward (ms / minibatch) | "
-            "loss backward (ms / minibatch) |"), "| --- | --- | --- | --- | --- |"]
+            ("| | collection (s / iteration) | policy (ms / step) | env (ms / step) | update (s / iteration) | "
+             "loss forward (ms / minibatch) | loss backward (ms / minibatch) |"),
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("mappo", "rn"):
+        st = t["step_ms"][name]
         rows.append(f"| {name.upper() if name == 'mappo' else 'RN'} | {it[name]['collection']:.2f} | "
-                    f"{it[name]['update']:.2f} | {mb[name]['forward']:.1f} | {mb[name]['backward']:.1f} |")
+                    f"{st['policy']:.1f} | {st['env']:.1f} | {it[name]['update']:.2f} | {mb[name]['forward']:.1f} | "
+                    f"{mb[name]['backward']:.1f} |")
     groups = "; ".join(
         f"`{g}` ({info['vertices']} vertices, {info['parameters']:,} parameters) {t['rn_group_forward_ms'][g]:.1f} ms "
         f"on {p['minibatch_size']} frames, {t['rn_group_forward_ms_tiny'][g]:.1f} ms on {p['tiny_frames']}"
