@@ -12,7 +12,7 @@
 Writes ``<out>/breakdown.json`` (``--out`` defaults to a scratch folder; pass ``--out benchmarks/results`` to
 update the committed figures, which ``make_table.py`` renders into the README).
 
-    python benchmarks/breakdown.py --threads 1 --out benchmarks/results    # about 3 minutes on one core
+    python benchmarks/breakdown.py --threads 1 --out benchmarks/results    # a minute or two on one core
 """
 from __future__ import annotations
 
