@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import speed_cli  # this script runs from benchmarks/
+import throughput
 import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
@@ -30,23 +31,17 @@ from torchrl_rn.train import RNTrainer, TrainConfig
 
 
 @dataclass(frozen=True)
-class Preset:
-    task: str = "vmas/balance"  # throughput.py's task, graph, batch and epochs
-    n_agents: int = 4
-    rn_graph: str = "tree:2"
-    frames_per_batch: int = 6_000
-    max_steps: int = 100
-    epochs: int = 10
-    minibatch_size: int = 400
-    num_cells: int = 256
-    reps: int = 3  # iterations of each method (after one to warm up)
+class Preset(throughput.Preset):
+    """``throughput.py``'s task, graph, batch, epochs and ``reps`` (iterations of each method after one to warm up),
+    and how many steps and minibatches to time."""
+
     steps: int = 100  # collection steps of each method, interleaved (after 10 to warm up)
     minibatches: int = 100  # minibatches of each method, interleaved (after 10 to warm up)
     tiny_frames: int = 8  # frames of the minibatch that shows a group's fixed cost
 
 
 PRESETS = {
-    "default": Preset(),
+    "default": Preset(reps=3),
     "tiny": Preset(frames_per_batch=200, max_steps=10, epochs=1, minibatch_size=100, num_cells=16, reps=1,
                    steps=3, minibatches=3),
 }
