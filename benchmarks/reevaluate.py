@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     summary = json.loads((folder / f"{args.task.replace('/', '-')}.json").read_text())
     out = {"task": args.task, "preset": args.preset, "episodes": args.episodes, "eval_seed": "1000 + training seed",
            "methods": {}}
+    path = folder / f"{args.task.replace('/', '-')}.reeval.json"
+    if args.methods and path.exists():  # the methods not named keep their earlier scores (same episodes only)
+        earlier = json.loads(path.read_text())
+        if earlier.get("episodes") == args.episodes:
+            out["methods"] = {m: e for m, e in earlier["methods"].items() if m not in args.methods}
     unknown = sorted(set(args.methods or ()) - set(summary["methods"]))
     if unknown:
         parser.error(f"--methods {' '.join(unknown)}: not in {folder / (args.task.replace('/', '-') + '.json')} "
@@ -57,7 +62,6 @@ def main(argv: list[str] | None = None) -> None:
                         "episodes": args.episodes}
             print(method, s, round(seeds[s]["return"], 3))
         out["methods"][method] = {"seeds": seeds}
-    path = folder / f"{args.task.replace('/', '-')}.reeval.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
 
