@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import networkx as nx
@@ -122,6 +123,24 @@ def test_baselines_train_on_a_discrete_task(tmp_path, algo):
     assert ("agents", "logits") in td.keys(True) and not td["agents", "action"].is_floating_point()
     history = trainer.train()
     assert len(history) == 1 and history[0]["eval_return"] > 0 and torch.isfinite(torch.tensor(history[0]["loss"]))
+
+
+@pytest.mark.parametrize("algo", ["mappo", "rn"])
+def test_continuous_actions_false_gives_the_motors_discrete_actions(tmp_path, algo):
+    """--no-continuous-actions reaches the task: the motors act with a Categorical (the managers stay continuous)."""
+    rn_only = {"graph": "tree:2", "manager_cells": 8} if algo == "rn" else {}
+    cfg = TrainConfig(task="mock", n_agents=4, algo=algo, continuous_actions=False, frames=40, frames_per_batch=20,
+                      max_steps=5, minibatch_size=20, epochs=1, num_cells=8, eval_envs=2, logger="",
+                      out=str(tmp_path / "run"), **rn_only)
+    trainer = RNTrainer(cfg, progress=False)
+    td = trainer.policy(trainer.env.reset())
+    assert ("agents", "logits") in td.keys(True) and not td["agents", "action"].is_floating_point()
+    if algo == "rn":
+        assert td["level1", "action"].is_floating_point()
+    history = trainer.train()
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
+    continuous = RNTrainer(dataclasses.replace(cfg, continuous_actions=True, out=str(tmp_path / "c")), progress=False)
+    assert continuous.policy(continuous.env.reset())["agents", "action"].is_floating_point()
 
 
 def test_baselines_keep_per_agent_done_flags(tmp_path):

@@ -62,13 +62,17 @@ __all__ = ["make_collector", "ray_init_config", "task_env_fn", "worker_env_fns",
 EnvFn = Callable[[int, int], EnvBase]
 
 
-def _task_env(task: str, n_agents: int | None, max_steps: int, device: str, num_envs: int, seed: int) -> EnvBase:
-    return make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, device=device, seed=seed)
+def _task_env(task: str, n_agents: int | None, max_steps: int, device: str, continuous_actions: bool, num_envs: int,
+              seed: int) -> EnvBase:
+    return make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, device=device, seed=seed,
+                    continuous_actions=continuous_actions)
 
 
-def task_env_fn(task: str, *, n_agents: int | None = None, max_steps: int = 100, device: str = "cpu") -> EnvFn:
-    """A picklable ``env_fn(num_envs, seed) -> EnvBase`` of :func:`~torchrl_rn.envs.make_env`'s task."""
-    return functools.partial(_task_env, task, n_agents, max_steps, str(device))
+def task_env_fn(task: str, *, n_agents: int | None = None, max_steps: int = 100, device: str = "cpu",
+                continuous_actions: bool = True) -> EnvFn:
+    """A picklable ``env_fn(num_envs, seed) -> EnvBase`` of :func:`~torchrl_rn.envs.make_env`'s task
+    (``continuous_actions=False``: discrete actions, for tasks that offer both)."""
+    return functools.partial(_task_env, task, n_agents, max_steps, str(device), continuous_actions)
 
 
 def wrap_env(env: EnvBase, graph: RNGraph | None) -> TransformedEnv:

@@ -81,6 +81,9 @@ class TrainConfig:
                      "'gym/<id>' (one agent) or 'mock' (a contextual bandit for tests)")
     n_agents: int | None = _opt(None, "number of agents (motors) for tasks that take it; omitted: the task's own "
                                 "default (balance and simple_spread 4, navigation 3)")
+    continuous_actions: bool = _opt(True, "the agents' (motors') action space, for tasks that offer both (VMAS, "
+                                    "PettingZoo MPE, mock): continuous, or discrete (--no-continuous-actions; the MAPPO "
+                                    "paper's MPE runs)")
     # ---- algorithm and graph
     algo: str = _opt("rn", "'rn' trains the graph given by --graph with RNLoss and GraphGAE; 'mappo'/'ippo' train "
                      "TorchRL's MAPPOLoss/IPPOLoss with a centralised/local critic (the RN-only options are unused)",

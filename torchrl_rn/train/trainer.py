@@ -133,7 +133,7 @@ class RNTrainer:
         torch.manual_seed(cfg.seed)
         # picklable: worker processes and Ray actors (``workers``, ``ray``) build their envs with it
         self._env_fn = env_fn or task_env_fn(cfg.task, n_agents=cfg.n_agents, max_steps=cfg.max_steps,
-                                             device=cfg.device)
+                                             device=cfg.device, continuous_actions=cfg.continuous_actions)
         base = self._env_fn(cfg.num_envs, cfg.seed)
         self.n_agents = base.full_action_spec_unbatched["agents", "action"].shape[0]
         self.graph: RNGraph | None = None
