@@ -65,6 +65,13 @@ class Preset:
     # how an episode's time limit reaches GAE: "truncated" (bootstrap there; torchrl_rn.envs.make_env puts TorchRL's
     # StepCounter on VMAS). Runs from before this field used VmasEnv(max_steps=...), which marks it "terminated"
     time_limit: str = "truncated"
+    # Adam learning rate, GAE lambda and gradient clipping norm (TrainConfig's defaults; the pz-spread preset takes
+    # the MAPPO paper's MPE values instead)
+    lr: float = 3e-4
+    lmbda: float = 0.9
+    max_grad_norm: float = 1.0
+    # the agents' action space: continuous (VMAS) or discrete (the MAPPO paper's MPE runs)
+    continuous_actions: bool = True
 
 
 #: Fields added to :class:`Preset` after results were written, with the value those older runs actually used (a
@@ -228,7 +235,8 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         task=task, n_agents=preset.n_agents.get(task), frames=preset.frames, frames_per_batch=preset.frames_per_batch,
         max_steps=preset.max_steps, epochs=preset.epochs, minibatch_size=preset.minibatch_size,
         eval_every=preset.eval_every, num_cells=preset.num_cells, normalize_advantage=preset.normalize_advantage,
-        value_norm=preset.value_norm, entropy_coeff=preset.entropy_coeff,
+        value_norm=preset.value_norm, entropy_coeff=preset.entropy_coeff, lr=preset.lr, lmbda=preset.lmbda,
+        max_grad_norm=preset.max_grad_norm, continuous_actions=preset.continuous_actions,
         seed=seed, logger="",
         out=str(run_dir(out, task, method, seed)), **definition(method),
     )

@@ -11,6 +11,8 @@ lists it under the learning tables, with a verdict against MAPPO scored like the
     python benchmarks/reevaluate.py --preset dropout --task vmas/dropout --episodes 256
     python benchmarks/reevaluate.py --preset spread-vn --task vmas/simple_spread --methods mappo rn-tree2-p5 \\
         rn-tree4-addressed-p5-goal0-w
+    python benchmarks/reevaluate.py --preset spread-vn --task vmas/simple_spread --seeds 12 13 14 15 16
+                                       # only those seeds; the others keep their earlier scores
 """
 from __future__ import annotations
 
@@ -34,26 +36,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="the methods to re-evaluate (default: every method the JSON lists)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="the seeds to re-evaluate (default: every finished seed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    folder = args.results / args.preset
-    summary = json.loads((folder / f"{args.task.replace('/', '-')}.json").read_text())
-    out = {"task": args.task, "preset": args.preset, "episodes": args.episodes, "eval_seed": "1000 + training seed",
-           "methods": {}}
-    path = folder / f"{args.task.replace('/', '-')}.reeval.json"
-    if args.methods and path.exists():  # the methods not named keep their earlier scores (same episodes only)
-        earlier = json.loads(path.read_text())
-        if earlier.get("episodes") == args.episodes:
-            out["methods"] = {m: e for m, e in earlier["methods"].items() if m not in args.methods}
+    folder, stem = args.results / args.preset, args.task.replace("/", "-")
+    summary_path, path = folder / f"{stem}.json", folder / f"{stem}.reeval.json"
+    summary = json.loads(summary_path.read_text())
     unknown = sorted(set(args.methods or ()) - set(summary["methods"]))
     if unknown:
-        parser.error(f"--methods {' '.join(unknown)}: not in {folder / (args.task.replace('/', '-') + '.json')} "
-                     f"(it lists {', '.join(summary['methods'])})")
+        parser.error(f"--methods {' '.join(unknown)}: not in {summary_path} (it lists {', '.join(summary['methods'])})")
+    out = {"task": args.task, "preset": args.preset, "episodes": args.episodes, "eval_seed": "1000 + training seed",
+           "methods": {}}
+    earlier = {}  # with --methods or --seeds, the runs not named keep their earlier scores (same episodes only)
+    if (args.methods or args.seeds) and path.exists():
+        previous = json.loads(path.read_text())
+        if previous.get("episodes") == args.episodes:
+            earlier = previous["methods"]
     for method, entry in summary["methods"].items():  # the runs the benchmark's JSON lists as finished
-        if args.methods and method not in args.methods:
-            continue
-        seeds = {}
+        seeds = dict(earlier.get(method, {}).get("seeds", {}))
         for s in sorted(entry["seeds"], key=int):
+            if (args.methods and method not in args.methods) or (args.seeds and int(s) not in args.seeds):
+                continue
             run = run_dir(folder, args.task, method, int(s))
             if not run.is_dir():
                 parser.error(f"{run} is missing: its run folder is not on this machine (the benchmark writes it; "
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             seeds[s] = {"return": evaluate_run(run, episodes=args.episodes, seed=1000 + int(s)).mean,
                         "episodes": args.episodes}
             print(method, s, round(seeds[s]["return"], 3))
-        out["methods"][method] = {"seeds": seeds}
+        if seeds:
+            out["methods"][method] = {"seeds": dict(sorted(seeds.items(), key=lambda kv: int(kv[0])))}
     path.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
 

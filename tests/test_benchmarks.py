@@ -51,6 +51,16 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
 
     again = evaluate_run(tmp_path / "runs" / "vmas-balance" / "rn-tree2" / "seed1", episodes=4, seed=1001)
     assert reeval["methods"]["rn-tree2"]["seeds"]["1"]["return"] == pytest.approx(again.mean, abs=1e-5)
+    # --methods / --seeds re-evaluate only the runs named; the others keep their scores from the file
+    for method, seed in (("mappo", "0"), ("rn-tree2", "0"), ("rn-tree2", "1")):
+        reeval["methods"][method]["seeds"][seed]["return"] = 123.0
+    (tmp_path / "vmas-balance.reeval.json").write_text(json.dumps(reeval))
+    run("reevaluate.py", "--preset", tmp_path.name, "--task", "vmas/balance", "--episodes", "4",
+        "--results", str(tmp_path.parent), "--methods", "rn-tree2", "--seeds", "1")
+    partly = json.loads((tmp_path / "vmas-balance.reeval.json").read_text())
+    assert partly["methods"]["mappo"]["seeds"]["0"]["return"] == partly["methods"]["rn-tree2"]["seeds"]["0"]["return"]
+    assert partly["methods"]["mappo"]["seeds"]["0"]["return"] == 123.0
+    assert partly["methods"]["rn-tree2"]["seeds"]["1"]["return"] == pytest.approx(again.mean, abs=1e-5)
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
@@ -145,6 +155,26 @@ def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_
     path.write_text(json.dumps(old))
     assert learning.load_result(path, "vmas/balance", preset, "tiny")["methods"] == {}
     assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == old
+
+
+def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning, monkeypatch):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def trainer(cfg, **kwargs):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(learning, "RNTrainer", trainer)
+    preset = dataclasses.replace(learning.PRESETS["tiny"], lr=7e-4, lmbda=0.95, max_grad_norm=10.0,
+                                 continuous_actions=False, entropy_coeff=0.01, value_norm=True)
+    with pytest.raises(Stop):
+        learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path)
+    cfg = seen["cfg"]
+    assert (cfg.lr, cfg.lmbda, cfg.max_grad_norm, cfg.continuous_actions) == (7e-4, 0.95, 10.0, False)
+    assert (cfg.entropy_coeff, cfg.value_norm, cfg.epochs, cfg.minibatch_size) == (0.01, True, 1, 50)
 
 
 def test_graphs_name_one_rn_method_per_graph_spec(learning):
