@@ -350,14 +350,14 @@ def device_problem(device: str) -> str | None:
         "--device 'toaster' is not a torch device (e.g. cpu, cuda, cuda:1)."
     """
     try:
-        kind = torch.device(device).type
+        parsed = torch.device(device)
     except RuntimeError:
         return f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)."
-    if kind == "cuda" and not torch.cuda.is_available():
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         return f"--device {device!r}: CUDA is not available in this torch build or machine."
-    if kind == "cuda" and (index := torch.device(device).index) is not None and index >= (n := torch.cuda.device_count()):
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= (n := torch.cuda.device_count()):
         return f"--device {device!r}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})."
-    if kind == "mps" and not torch.backends.mps.is_available():
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
         return f"--device {device!r}: MPS is not available on this machine."
     return None
 
