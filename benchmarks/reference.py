@@ -1,4 +1,4 @@
-"""Reference lines for the learning plots: the return of each VMAS task's hand-written heuristic policy.
+"""Reference lines for the learning plots: the return of each task's hand-written heuristic policy.
 
 VMAS ships a ``HeuristicPolicy`` beside several scenarios (balance, transport, discovery, ...). This script runs it
 through the same pipeline the learning benchmark evaluates with (:func:`torchrl_rn.envs.make_env`, the preset's agent
@@ -10,7 +10,9 @@ plots draw it as a dashed line and ``make_table.py`` lists it under each task.
 
 simple_spread has no VMAS heuristic; its reference is this script's ``SpreadAssignment`` (least-distance landmark
 assignment, steering to it). dropout has none either; its reference is ``ClosestGoes`` (only the agent nearest the
-goal moves, straight to it: a centralised heuristic, since dropout's agents do not observe each other). A task without a heuristic or whose heuristic needs a missing package (navigation's needs
+goal moves, straight to it: a centralised heuristic, since dropout's agents do not observe each other). PettingZoo's
+``simple_spread_v3`` gets ``SpreadAssignment`` too, reading PettingZoo's observation layout and acting with MPE's
+discrete actions. A task without a heuristic or whose heuristic needs a missing package (navigation's needs
 ``cvxpylayers``) is listed with the reason instead of a number.
 """
 from __future__ import annotations
@@ -52,23 +54,33 @@ class SpreadAssignment(torch.nn.Module):
     """simple_spread's reference (VMAS has none): agents take the landmark assignment of least summed distance
     (every permutation; a handful of agents) and steer to their landmark, damping their velocity.
 
-    An agent's observation is ``[pos(2), vel(2), landmark - pos (2 per landmark), ...]`` (MPE's layout).
+    An agent's observation holds its velocity at ``vel`` and ``landmark - pos`` (2 per landmark) from ``rel``:
+    VMAS's layout is ``[pos(2), vel(2), landmark - pos, ...]`` (the defaults), PettingZoo's MPE
+    ``[vel(2), pos(2), landmark - pos, ...]`` (``vel=0``). With ``discrete`` the force becomes MPE's discrete action
+    nearest to it (0 no-op, 1 -x, 2 +x, 3 -y, 4 +y; no-op below ``u_range / 10``).
     """
 
-    def __init__(self, n_agents: int, u_range: float, gain: float = 3.0, damping: float = 1.0) -> None:
+    def __init__(self, n_agents: int, u_range: float, gain: float = 3.0, damping: float = 1.0, *, vel: int = 2,
+                 rel: int = 4, discrete: bool = False) -> None:
         super().__init__()
         self.register_buffer("perms", torch.tensor(list(itertools.permutations(range(n_agents)))))
         self.n, self.u_range, self.gain, self.damping = n_agents, u_range, gain, damping
+        self.vel, self.rel, self.discrete = vel, rel, discrete
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        vel = observation[..., 2:4]
-        rel = observation[..., 4:4 + 2 * self.n].unflatten(-1, (self.n, 2))  # [..., agent, landmark, 2]
+        vel = observation[..., self.vel:self.vel + 2]
+        rel = observation[..., self.rel:self.rel + 2 * self.n].unflatten(-1, (self.n, 2))  # [..., agent, landmark, 2]
         dist = rel.norm(dim=-1)  # [..., agent, landmark]
         agents = torch.arange(self.n)
         cost = dist[..., agents, self.perms].sum(-1)  # [..., perm]: perm[a] is agent a's landmark
         best = self.perms[cost.argmin(-1)]  # [..., agent]
         target = rel.gather(-2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(-2)
-        return (self.gain * target - self.damping * vel).clamp(-self.u_range, self.u_range)
+        force = (self.gain * target - self.damping * vel).clamp(-self.u_range, self.u_range)
+        if not self.discrete:
+            return force
+        axis = force.abs().argmax(-1, keepdim=True)  # 0: x, 1: y
+        step = 1 + 2 * axis + (force.gather(-1, axis) > 0).long()
+        return torch.where(force.abs().amax(-1, keepdim=True) < self.u_range / 10, 0, step).squeeze(-1)
 
 
 class ClosestGoes(torch.nn.Module):
@@ -93,27 +105,42 @@ OWN = {
     "simple_spread": ("SpreadAssignment (this script)", lambda n, u: SpreadAssignment(n, u)),
     "dropout": ("ClosestGoes (this script; centralised)", lambda n, u: ClosestGoes(u)),
 }
+#: The same for PettingZoo envs (discrete actions, as the MAPPO paper ran MPE; the joint assignment reads every
+#: agent's observation)
+PETTINGZOO_OWN = {
+    "simple_spread_v3": ("SpreadAssignment (this script; centralised, discrete)",
+                         lambda n, u: SpreadAssignment(n, u, vel=0, discrete=True)),
+}
 
 
-def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[int], num_envs: int) -> dict:
+def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[int], num_envs: int,
+                     continuous_actions: bool = True) -> dict:
     """Mean and 95% CI of the heuristic's episode return over ``num_envs`` episodes per seed."""
-    name = task.removeprefix("vmas/")
-    try:
-        scenario = importlib.import_module(f"vmas.scenarios.{name}")
-    except ModuleNotFoundError:  # MPE scenarios (simple_spread, ...) live in vmas.scenarios.mpe, without heuristics
-        scenario = importlib.import_module(f"vmas.scenarios.mpe.{name}")
-    if name in OWN:
-        policy = None
-    elif hasattr(scenario, "HeuristicPolicy"):
-        policy = scenario.HeuristicPolicy(continuous_action=True)
+    if task.startswith("pettingzoo/"):
+        name = task.rpartition("/")[2]
+        if name not in PETTINGZOO_OWN:
+            return {"skipped": "this script has no reference policy for this PettingZoo env"}
+        label, build = PETTINGZOO_OWN[name]
     else:
-        return {"skipped": "VMAS ships no heuristic policy for this scenario"}
+        name = task.removeprefix("vmas/")
+        try:
+            scenario = importlib.import_module(f"vmas.scenarios.{name}")
+        except ModuleNotFoundError:  # MPE scenarios (simple_spread, ...) live in vmas.scenarios.mpe, without heuristics
+            scenario = importlib.import_module(f"vmas.scenarios.mpe.{name}")
+        if name in OWN:
+            label, build = OWN[name]
+        elif hasattr(scenario, "HeuristicPolicy"):
+            policy = scenario.HeuristicPolicy(continuous_action=True)
+            label, build = f"{scenario.__name__}.HeuristicPolicy", lambda n, u: Heuristic(policy, u)
+        else:
+            return {"skipped": "VMAS ships no heuristic policy for this scenario"}
     returns = []
     for seed in seeds:
-        env = make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, seed=seed)
-        u_range = float(env.full_action_spec["agents", "action"].space.high.max())
-        net = OWN[name][1](n_agents, u_range) if policy is None else Heuristic(policy, u_range)
-        actor = TensorDictModule(net, [("agents", "observation")], [("agents", "action")])
+        env = make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, seed=seed,
+                       continuous_actions=continuous_actions)
+        space = getattr(env.full_action_spec["agents", "action"], "space", None)
+        u_range = float(space.high.max()) if hasattr(space, "high") else 1.0  # discrete: no force bound
+        actor = TensorDictModule(build(n_agents, u_range), [("agents", "observation")], [("agents", "action")])
         try:
             with torch.no_grad():
                 td = env.rollout(max_steps, actor, break_when_any_done=False)
@@ -121,25 +148,26 @@ def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[in
             return {"skipped": f"the heuristic needs a missing package: {err}"}
         returns += episode_returns(td).tolist()
     mean, ci = mean_ci95(returns)
-    label = OWN[name][0] if policy is None else f"{scenario.__name__}.HeuristicPolicy"
     return {"policy": label, "mean": mean, "ci95": ci,
             "episodes": len(returns), "n_agents": n_agents, "max_steps": max_steps}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="*", help="VMAS tasks (default: every task of the learning presets)")
+    parser.add_argument("--tasks", nargs="*", help="tasks (default: every task of the learning presets)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--envs", type=int, default=32, help="episodes per seed (vectorised envs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "reference.json")
     args = parser.parse_args(argv)
-    full = PRESETS["full"]
-    tasks = args.tasks or sorted({t for p in PRESETS.values() for t in p.tasks if t.startswith("vmas/")})
+    tasks = args.tasks or sorted({t for p in PRESETS.values() for t in p.tasks})
     # --tasks updates those tasks' lines and keeps the others'
     result = json.loads(args.out.read_text()) if args.tasks and args.out.exists() else {}
     for task in tasks:
-        result[task] = heuristic_return(task, n_agents=full.n_agents.get(task, 4), max_steps=full.max_steps,
-                                        seeds=args.seeds, num_envs=args.envs)
+        # the agents, steps and action space of the first preset that runs the task
+        preset = next((p for p in PRESETS.values() if task in p.tasks), PRESETS["full"])
+        result[task] = heuristic_return(task, n_agents=preset.n_agents.get(task, 4), max_steps=preset.max_steps,
+                                        seeds=args.seeds, num_envs=args.envs,
+                                        continuous_actions=preset.continuous_actions)
         print(task, result[task])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(sorted(result.items())), indent=1) + "\n")

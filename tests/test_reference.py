@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,27 @@ def test_spread_assignment_takes_the_least_distance_assignment_and_steers_there(
     torch.testing.assert_close(action, torch.tensor([[0.0 - 0.1, 0.3], [0.1, 0.0]]))
     far = policy(obs[None] * 10)[0]  # far targets: the force is clipped to u_range
     assert far.abs().max() == 1.0
+
+
+def test_spread_assignment_reads_pettingzoo_observations_and_acts_discretely(monkeypatch):
+    reference = load(monkeypatch, "reference")
+    policy = reference.SpreadAssignment(2, u_range=1.0, gain=2.0, damping=0.5, vel=0, discrete=True)
+    # the case above in PettingZoo's layout [vel, pos, landmark - pos]: forces (-0.1, 0.6) and (0.2, 0), so agent 0
+    # goes +y (action 4) and agent 1 +x (action 2); MPE's discrete actions are 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
+    obs = torch.tensor([[0.2, 0.0, 0.0, 0.0, 1.1, 0.0, 0.0, 0.3],
+                        [0.0, 0.0, 1.0, 0.0, 0.1, 0.0, -1.0, 0.3]])
+    assert policy(obs[None])[0].tolist() == [4, 2]
+    assert policy(-obs[None])[0].tolist() == [3, 1]  # every vector reversed: the opposite directions
+    assert policy(obs[None] * 0.01)[0].tolist() == [0, 0]  # forces below u_range / 10: no-op
+
+
+def test_pettingzoo_spread_reference_runs_through_the_benchmark_pipeline(monkeypatch):
+    pytest.importorskip("mpe2")
+    reference = load(monkeypatch, "reference")
+    out = reference.heuristic_return("pettingzoo/simple_spread_v3", n_agents=3, max_steps=25, seeds=[0], num_envs=4,
+                                     continuous_actions=False)
+    assert out["episodes"] == 4 and out["policy"].startswith("SpreadAssignment")
+    assert -15 < out["mean"] < -4  # a uniformly random policy scores about -27 there, MAPPO's published about -9
 
 
 def test_closest_goes_moves_only_the_agent_nearest_the_goal(monkeypatch):
