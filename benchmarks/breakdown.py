@@ -112,8 +112,7 @@ def breakdown(p: Preset) -> dict:
         timer.recording = i >= 10
         for name, trainer in runs.items():
             start = time.perf_counter()
-            out = trainer.loss(minibatch[name])
-            total = sum(v for k, v in out.items() if k.startswith("loss_"))
+            total, _ = trainer._loss_value(minibatch[name])  # the loss the trainer's update backpropagates
             done_forward = time.perf_counter()
             total.backward()
             trainer.optimizer.zero_grad()
