@@ -72,6 +72,9 @@ class Preset:
     max_grad_norm: float = 1.0
     # the agents' action space: continuous (VMAS) or discrete (the MAPPO paper's MPE runs)
     continuous_actions: bool = True
+    # named subsets of the seeds, each declared before its runs (an out-of-sample check, a replication):
+    # make_table.py scores each subset alone beside all seeds. Not a training setting: changing it keeps the runs
+    seed_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 #: Fields added to :class:`Preset` after results were written, with the value those older runs actually used (a
@@ -115,7 +118,8 @@ PRESETS = {
                                                                  "rn-tree4-p5-goal0-w", "rn-tree4-addressed-p5-goal0-w",
                                                                  "rn-tree4-addressed-p5-goal"),
                         seeds=tuple(range(17)), frames=600_000, normalize_advantage=True, value_norm=True,
-                        entropy_coeff=0.01),
+                        entropy_coeff=0.01,
+                        seed_groups={"check": (10, 11), "replication": (12, 13, 14, 15, 16)}),
     # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
     # food item pays once, to whoever reaches it first; discovery: targets covered by several agents at once;
     # sampling: a shared density field to cover), 4 agents each, and balance with 8 agents; 5 seeds at 300k frames
@@ -377,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
         stem = task.replace("/", "-")
         path = out / f"{stem}.json"
         result = load_result(path, task, preset, name)
+        if path.exists() and json.loads(path.read_text())["hyperparameters"] != result["hyperparameters"]:
+            result = save_result(result, path)  # the preset's lists or seed groups changed: the file says so now
         for method in args.methods or preset.methods:
             entry = result["methods"].setdefault(method, {"definition": definition(method), "seeds": {}})
             for seed in args.seeds or preset.seeds:
@@ -439,7 +445,7 @@ def _same_training(a: dict, b: dict) -> bool:
 
     def training(result: dict) -> dict:
         hyperparameters = {**defaults, **result.get("hyperparameters", {})}
-        return {k: v for k, v in hyperparameters.items() if k not in ("tasks", "methods", "seeds")}
+        return {k: v for k, v in hyperparameters.items() if k not in ("tasks", "methods", "seeds", "seed_groups")}
 
     return a.get("preset") == b.get("preset") and training(a) == training(b)
 

@@ -95,20 +95,35 @@ def _verdict(rn: list[float], mappo: list[float]) -> tuple[str, str, str]:
     return _pm(mean, ci), _pm(base, base_ci), verdict
 
 
+def _verdict_rows(label: str, methods: dict, score, knowledge: set[str], groups: dict) -> list[str]:
+    """One verdict row per RN method against MAPPO on the seeds both ran (at least 2), and one more per declared
+    seed group (``Preset.seed_groups``: e.g. a replication on fresh seeds) that both ran, scored on it alone."""
+    rows = []
+    mappo = methods.get("mappo", {}).get("seeds", {})
+    for method, entry in methods.items():
+        shared = sorted(set(entry["seeds"]) & set(mappo), key=int)
+        if not method.startswith("rn") or len(shared) < 2:
+            continue
+        subsets = [("", shared)] + [(f" ({name}: seeds {', '.join(map(str, group))})",
+                                     [s for s in shared if int(s) in group]) for name, group in groups.items()]
+        for name, seeds in subsets:
+            if len(seeds) < 2 or (name and len(seeds) == len(shared)):
+                continue
+            cells = _verdict([score(entry["seeds"][s]) for s in seeds], [score(mappo[s]) for s in seeds])
+            rows.append(f"| {label} | {_label(method, knowledge)} | {len(seeds)}{name} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _reevaluated(paths: list[Path], knowledge: set[str]) -> str:
     """``benchmarks/reevaluate.py``'s results: every finished run scored again on many fresh episodes."""
     rows = ["| task (preset, episodes per run) | RN method | seeds | RN | MAPPO | verdict |",
             "| --- | --- | --- | --- | --- | --- |"]
     for path in paths:
         d = json.loads(path.read_text())
-        mappo = d["methods"].get("mappo", {}).get("seeds", {})
-        for method, entry in d["methods"].items():
-            seeds = sorted(set(entry["seeds"]) & set(mappo), key=int)
-            if not method.startswith("rn") or len(seeds) < 2:
-                continue
-            cells = _verdict([entry["seeds"][s]["return"] for s in seeds], [mappo[s]["return"] for s in seeds])
-            rows.append(f"| {d['task']} ({d['preset']}, {d['episodes']}) | {_label(method, knowledge)} | {len(seeds)} | "
-                        + " | ".join(cells) + " |")
+        runs = path.with_name(path.name.removesuffix(".reeval.json") + ".json")  # the benchmark's own JSON
+        groups = json.loads(runs.read_text())["hyperparameters"].get("seed_groups", {}) if runs.exists() else {}
+        rows += _verdict_rows(f"{d['task']} ({d['preset']}, {d['episodes']})", d["methods"], lambda r: r["return"],
+                              knowledge, groups)
     if len(rows) == 2:
         return ""
     return ("The same comparison with every finished run re-evaluated on many fresh episodes "
@@ -118,24 +133,17 @@ def _reevaluated(paths: list[Path], knowledge: set[str]) -> str:
 def _verdicts(data: list[dict], knowledge: set[str]) -> str:
     """Per task, each RN method against MAPPO on the final return: wins or loses only where the 95% CIs are disjoint.
 
-    Both sides are scored on the seeds they share (same seeds for every method). Only results of the current
-    harness (time limits as truncations) with at least 2 shared seeds count; a comparison on fewer than
-    ``MIN_SEEDS`` shared seeds is marked provisional.
+    Both sides are scored on the seeds they share (same seeds for every method), and again on each seed group the
+    preset declared. Only results of the current harness (time limits as truncations) with at least 2 shared seeds
+    count; a comparison on fewer than ``MIN_SEEDS`` seeds is marked provisional.
     """
     rows = ["| task (preset, frames) | RN method | seeds | RN | MAPPO | verdict |",
             "| --- | --- | --- | --- | --- | --- |"]
     for d in data:
-        mappo = d["methods"].get("mappo", {}).get("seeds", {})
-        if "time_limit" not in d["hyperparameters"]:
-            continue
-        for method, entry in d["methods"].items():
-            seeds = sorted(set(entry["seeds"]) & set(mappo), key=int)
-            if not method.startswith("rn") or len(seeds) < 2:
-                continue
-            cells = _verdict([entry["seeds"][s]["eval_return"][-1] for s in seeds],
-                             [mappo[s]["eval_return"][-1] for s in seeds])
-            rows.append(f"| {d['task']} ({d['preset']}, {d['hyperparameters']['frames']:,}) | {_label(method, knowledge)} | "
-                        f"{len(seeds)} | " + " | ".join(cells) + " |")
+        hp = d["hyperparameters"]
+        if "time_limit" in hp:
+            rows += _verdict_rows(f"{d['task']} ({d['preset']}, {hp['frames']:,})", d["methods"],
+                                  lambda r: r["eval_return"][-1], knowledge, hp.get("seed_groups", {}))
     if len(rows) == 2:
         return ""
     return ("Where RN wins, ties or loses against MAPPO (final return, mean ± 95% CI; a win or a loss needs disjoint "

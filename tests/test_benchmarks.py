@@ -146,6 +146,19 @@ def test_runs_from_before_a_new_hyperparameter_are_kept_at_its_default(tmp_path,
     assert learning.load_result(path, "vmas/balance", other, "tiny")["methods"] == {}
 
 
+def test_declaring_seed_groups_keeps_the_runs(tmp_path, learning):
+    # seed groups name subsets for the tables (a replication declared before it runs): not a training setting
+    preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
+    old = learning.load_result(path, "vmas/balance", preset, "tiny")
+    del old["hyperparameters"]["seed_groups"]
+    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
+    path.write_text(json.dumps(old))
+    grouped = dataclasses.replace(preset, seed_groups={"replication": (2, 3)})
+    kept = learning.load_result(path, "vmas/balance", grouped, "tiny")
+    assert kept["methods"]["mappo"]["seeds"] == {"0": {"eval_return": [1.0]}}
+    assert kept["hyperparameters"]["seed_groups"] == {"replication": [2, 3]}
+
+
 def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_path, learning):
     # files written before Preset.time_limit ran VMAS with its horizon as a termination: never extended by new runs
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"

@@ -145,3 +145,27 @@ def test_reevaluated_runs_get_their_own_verdict_table(monkeypatch, tmp_path):
     assert "| vmas/dropout (d, 256) | rn-a | 5 | 0.00 ± 0.20 | -0.80 ± 0.20 | wins |" in text
     assert "| vmas/dropout (d, 256) | rn-b | 5 | -0.70 ± 0.20 | -0.80 ± 0.20 | ties |" in text
     assert "No learning results yet" in text  # a re-evaluation is not read as a task's learning results
+
+
+def test_declared_seed_groups_get_their_own_verdict_rows(monkeypatch, tmp_path):
+    make_table = load(monkeypatch, "make_table")
+
+    def runs(values, key="eval_return"):
+        return {"seeds": {str(i): ({key: [0.0, v]} if key == "eval_return" else {key: v, "episodes": 4})
+                          for i, v in enumerate(values)}}
+
+    mappo, rn = [1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 11.0, 12.0]
+    result = {"task": "vmas/balance", "preset": "p", "seeds": list(range(8)),
+              "hyperparameters": {"frames": 10, "time_limit": "truncated", "seed_groups": {"replication": [5, 6, 7],
+                                                                                           "all": list(range(8))}},
+              "methods": {"mappo": runs(mappo), "rn-a": runs(rn)}}
+    (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
+    reeval = {"task": "vmas/balance", "preset": "p", "episodes": 4,
+              "methods": {"mappo": runs(mappo, "return"), "rn-a": runs(rn, "return")}}
+    (tmp_path / "vmas-balance.reeval.json").write_text(json.dumps(reeval))
+    text = make_table.table(tmp_path)
+    # seeds 5-7 alone: 11.0 ± 2.5 against 2.0 ± 2.5 (t(2) = 4.303 x sd 1 / sqrt(3)), disjoint; all 8 overlap
+    for label in ("(p, 10)", "(p, 4)"):
+        assert f"| vmas/balance {label} | rn-a | 3 (replication: seeds 5, 6, 7) | 11.0 ± 2.5 | 2.0 ± 2.5 | wins " in text
+        assert f"| vmas/balance {label} | rn-a | 8 | " in text
+    assert "(all: seeds" not in text  # a group of every seed adds no row
