@@ -128,7 +128,9 @@ PRESETS = {
     # simple_spread when re-evaluated on 256 episodes, and before any RN run on dispersion, an assignment task like
     # spread (4 food items, each paying once to the agent that reaches it); MAPPO's 2 seeds there had learned nothing.
     # Declared before its runs: scored on the 16-episode final evaluation and on reevaluate.py's 256 episodes per run
-    # (both reported), against MAPPO's 5 seeds
+    # (both reported), against MAPPO's 5 seeds. The same configuration on sampling (its observations start with the
+    # agent's position too), declared before its runs there, after spread's replication had run: 5 seeds, scored
+    # the same two ways against MAPPO's 5 seeds there, whatever the result
     "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
                         methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5", "rn-tree4-addressed-p5-goal0-w"),
                         seeds=(0, 1, 2, 3, 4), frames=300_000,
