@@ -17,10 +17,10 @@ landmarks: an assignment problem, the kind of task where feudal methods report g
 
 A goal reward **uses task knowledge** (which entries of a VMAS observation are the agent's position), so our
 benchmark tables label it so. One seed proves nothing: the end of this tutorial prints the benchmark of the same
-methods (``python benchmarks/learning.py --spread-vn``: 10 seeds at 600k frames) when it is in the checkout. There the
+methods (``python benchmarks/learning.py --spread-vn``: 17 seeds at 600k frames) when it is in the checkout. There the
 goal manager is level with MAPPO on the benchmark's 16-episode score (overlapping 95% intervals), and beats it when
-every run is re-evaluated on 256 episodes (``benchmarks/reevaluate.py``: disjoint intervals, higher on all 10 seeds);
-the README gives the cautions that go with that second score.
+every run is re-evaluated on 256 episodes (``benchmarks/reevaluate.py``: disjoint intervals, higher on all 17 seeds,
+and again on 5 fresh seeds declared before they ran); the README gives the cautions that go with that second score.
 
 Run it with ``python tutorials/05_periods_and_goals.py`` (3 runs of 120k frames: about 10 minutes on 2 CPU
 cores), or with ``RN_TUTORIAL_QUICK=1`` for a smoke run of a few seconds on the mock task. Figures go to
@@ -160,7 +160,7 @@ fig.savefig(OUT / "05_goals.png", dpi=100)
 # 4. What the benchmark says
 # --------------------------
 # One seed and 120k frames cannot separate methods whose 95% intervals are a hundred apart. The ``spread-vn``
-# benchmark runs these methods at 600k frames (10 seeds for MAPPO and the addressed goal manager; the plain period-5
+# benchmark runs these methods at 600k frames (17 seeds for MAPPO and the addressed goal manager; the plain period-5
 # manager it ran is one over pairs of motors, rn-tree2-p5, 5 seeds); its verdicts (wins only with disjoint intervals) are in the README. Read them before concluding
 # that goals help: where the benchmark has them, they are printed here.
 bench = Path("benchmarks/results/spread-vn/vmas-simple_spread.json")
