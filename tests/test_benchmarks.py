@@ -131,13 +131,19 @@ def learning(monkeypatch):
     return module
 
 
+def write_older_result(learning, path: Path, missing: str) -> dict:
+    """A tiny-preset JSON with one MAPPO run, as written before ``Preset`` had the field ``missing``."""
+    old = learning.load_result(path, "vmas/balance", learning.PRESETS["tiny"], "tiny")
+    del old["hyperparameters"][missing]
+    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
+    path.write_text(json.dumps(old))
+    return old
+
+
 def test_runs_from_before_a_new_hyperparameter_are_kept_at_its_default(tmp_path, learning):
     # a JSON written before Preset had normalize_advantage: its runs used the default (False), so they are kept...
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
-    old = learning.load_result(path, "vmas/balance", preset, "tiny")
-    del old["hyperparameters"]["normalize_advantage"]
-    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
-    path.write_text(json.dumps(old))
+    write_older_result(learning, path, "normalize_advantage")
     kept = learning.load_result(path, "vmas/balance", preset, "tiny")
     assert kept["methods"]["mappo"]["seeds"] == {"0": {"eval_return": [1.0]}}
     assert kept["hyperparameters"]["normalize_advantage"] is False
@@ -149,10 +155,7 @@ def test_runs_from_before_a_new_hyperparameter_are_kept_at_its_default(tmp_path,
 def test_declaring_seed_groups_keeps_the_runs(tmp_path, learning):
     # seed groups name subsets for the tables (a replication declared before it runs): not a training setting
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
-    old = learning.load_result(path, "vmas/balance", preset, "tiny")
-    del old["hyperparameters"]["seed_groups"]
-    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
-    path.write_text(json.dumps(old))
+    write_older_result(learning, path, "seed_groups")
     grouped = dataclasses.replace(preset, seed_groups={"replication": (2, 3)})
     kept = learning.load_result(path, "vmas/balance", grouped, "tiny")
     assert kept["methods"]["mappo"]["seeds"] == {"0": {"eval_return": [1.0]}}
@@ -162,10 +165,7 @@ def test_declaring_seed_groups_keeps_the_runs(tmp_path, learning):
 def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_path, learning):
     # files written before Preset.time_limit ran VMAS with its horizon as a termination: never extended by new runs
     preset, path = learning.PRESETS["tiny"], tmp_path / "vmas-balance.json"
-    old = learning.load_result(path, "vmas/balance", preset, "tiny")
-    del old["hyperparameters"]["time_limit"]
-    old["methods"]["mappo"] = {"seeds": {"0": {"eval_return": [1.0]}}}
-    path.write_text(json.dumps(old))
+    old = write_older_result(learning, path, "time_limit")
     assert learning.load_result(path, "vmas/balance", preset, "tiny")["methods"] == {}
     assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == old
 
