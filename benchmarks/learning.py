@@ -152,9 +152,9 @@ PRESETS = {
     # steps per batch (3,200 frames), one minibatch, 10 epochs, lr 7e-4, 64 hidden units, entropy 0.01, GAE lambda
     # 0.95, gradient norm 10, value normalisation, normalised advantages. Not theirs: an MLP policy (their rMAPPO is
     # a GRU; MAPPO's MLP variant is in the same code), TorchRL's PPO loss defaults, and 1M frames, not their 20M
-    # (PettingZoo steps one env at a time: about 280 frames/s here, so 1M frames take an hour). Their published
-    # range, in our return (the mean agent reward summed over the 25 steps): about -9 (-8.5 to -10); the README
-    # shows the conversion
+    # (PettingZoo steps one env at a time: about 430 frames/s on one core here, so 1M frames take 40 minutes). Their
+    # published range, in our return (the mean agent reward summed over the 25 steps): about -9; the README shows
+    # the conversion
     "pz-spread": Preset(tasks=("pettingzoo/simple_spread_v3",), methods=("mappo",), seeds=(0, 1), frames=1_000_000,
                         frames_per_batch=3_200, max_steps=25, epochs=10, minibatch_size=3_200, eval_every=10,
                         num_cells=64, normalize_advantage=True, value_norm=True, entropy_coeff=0.01, lr=7e-4,
