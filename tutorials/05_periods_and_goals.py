@@ -21,6 +21,8 @@ methods (``python benchmarks/learning.py --spread-vn``: 17 seeds at 600k frames)
 goal manager is level with MAPPO on the benchmark's 16-episode score (overlapping 95% intervals), and beats it when
 every run is re-evaluated on 256 episodes (``benchmarks/reevaluate.py``: disjoint intervals, higher on all 17 seeds,
 and again on 5 fresh seeds declared before they ran); the README gives the cautions that go with that second score.
+Goals are no free win: the same manager loses clearly to MAPPO on VMAS sampling, where reaching a position is not
+the task.
 
 Run it with ``python tutorials/05_periods_and_goals.py`` (3 runs of 120k frames: about 10 minutes on 2 CPU
 cores), or with ``RN_TUTORIAL_QUICK=1`` for a smoke run of a few seconds on the mock task. Figures go to
