@@ -36,15 +36,16 @@ def table(results: Path) -> str:
     tasks = sorted(p for p in results.rglob("*.json")
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
-    knowledge = _task_knowledge([json.loads(p.read_text()) for p in tasks])
-    reeval = _reevaluated(sorted(results.rglob("*.reeval.json")), knowledge)
+    data = {p: json.loads(p.read_text()) for p in tasks}  # read once: every table below is drawn from it
+    knowledge = _task_knowledge(list(data.values()))
+    reeval = _reevaluated(sorted(results.rglob("*.reeval.json")), knowledge, data)
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     scaling = [_scaling(p) for name in SCALING_FILES for p in sorted(results.rglob(name))]
     speed += [_training_gpu(p) for p in sorted(results.rglob("training-cuda.json"))]
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
     pipeline += [_breakdown(p) for p in sorted(results.rglob("breakdown.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
-    return "\n\n".join(filter(None, [_learning(tasks), reeval, *reference, *speed, *pipeline, *scaling]))
+    return "\n\n".join(filter(None, [_learning(list(data.values()), knowledge), reeval, *reference, *speed, *pipeline, *scaling]))
 
 
 def _reference(path: Path) -> str:
@@ -60,12 +61,10 @@ def _reference(path: Path) -> str:
             "learners):\n\n" + "\n".join(rows))
 
 
-def _learning(tasks: list[Path]) -> str:
-    if not tasks:
+def _learning(data: list[dict], knowledge: set[str]) -> str:
+    if not data:
         return "_No learning results yet: run `python benchmarks/learning.py`._"
-    data = [json.loads(p.read_text()) for p in tasks]
     methods = list(dict.fromkeys(m for d in data for m in d["methods"]))
-    knowledge = _task_knowledge(data)
     final = _table(data, methods, lambda run: run["eval_return"][-1], knowledge)
     late = _table(data, methods, lambda run: statistics.fmean(run["eval_return"][-LATE:]), knowledge)
     return (f"{_verdicts(data, knowledge)}\n\n{final}\n\nFinal deterministic evaluation return at the frame budget, mean ± 95% CI half-width over "
@@ -114,14 +113,15 @@ def _verdict_rows(label: str, methods: dict, score, knowledge: set[str], groups:
     return rows
 
 
-def _reevaluated(paths: list[Path], knowledge: set[str]) -> str:
-    """``benchmarks/reevaluate.py``'s results: every finished run scored again on many fresh episodes."""
+def _reevaluated(paths: list[Path], knowledge: set[str], tasks: dict[Path, dict]) -> str:
+    """``benchmarks/reevaluate.py``'s results: every finished run scored again on many fresh episodes (``tasks``:
+    the benchmark's own task JSON files, read, whose declared seed groups apply to their re-evaluation too)."""
     rows = ["| task (preset, episodes per run) | RN method | seeds | RN | MAPPO | verdict |",
             "| --- | --- | --- | --- | --- | --- |"]
     for path in paths:
         d = json.loads(path.read_text())
-        runs = path.with_name(path.name.removesuffix(".reeval.json") + ".json")  # the benchmark's own JSON
-        groups = json.loads(runs.read_text())["hyperparameters"].get("seed_groups", {}) if runs.exists() else {}
+        runs = tasks.get(path.with_name(path.name.removesuffix(".reeval.json") + ".json"), {})
+        groups = runs.get("hyperparameters", {}).get("seed_groups", {})
         rows += _verdict_rows(f"{d['task']} ({d['preset']}, {d['episodes']})", d["methods"], lambda r: r["return"],
                               knowledge, groups)
     if len(rows) == 2:
