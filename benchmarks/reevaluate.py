@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             earlier = previous["methods"]
     for method, entry in summary["methods"].items():  # the runs the benchmark's JSON lists as finished
         seeds = dict(earlier.get(method, {}).get("seeds", {}))
-        for s in sorted(entry["seeds"], key=int):
-            if (args.methods and method not in args.methods) or (args.seeds and int(s) not in args.seeds):
+        named = entry["seeds"] if not args.methods or method in args.methods else ()
+        for s in sorted(named, key=int):
+            if args.seeds and int(s) not in args.seeds:
                 continue
             run = run_dir(folder, args.task, method, int(s))
             if not run.is_dir():
