@@ -130,7 +130,10 @@ PRESETS = {
     # Declared before its runs: scored on the 16-episode final evaluation and on reevaluate.py's 256 episodes per run
     # (both reported), against MAPPO's 5 seeds. The same configuration on sampling (its observations start with the
     # agent's position too), declared before its runs there, after spread's replication had run: 5 seeds, scored
-    # the same two ways against MAPPO's 5 seeds there, whatever the result
+    # the same two ways against MAPPO's 5 seeds there, whatever the result. Discovery, declared before any run on it
+    # (2026-11-26, after the sampling loss): MAPPO and the same goal manager, unchanged, 5 seeds each, scored the
+    # same two ways, whatever the result (discovery's observations start with the agent's position too; targets show
+    # only on its lidar, and each must be covered by 2 agents at once)
     "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
                         methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5", "rn-tree4-addressed-p5-goal0-w"),
                         seeds=(0, 1, 2, 3, 4), frames=300_000,
