@@ -133,7 +133,8 @@ PRESETS = {
     # the same two ways against MAPPO's 5 seeds there, whatever the result. Discovery, declared before any run on it
     # (2026-11-26, after the sampling loss): MAPPO and the same goal manager, unchanged, 5 seeds each, scored the
     # same two ways, whatever the result (discovery's observations start with the agent's position too; targets show
-    # only on its lidar, and each must be covered by 2 agents at once)
+    # only on its lidar, and each must be covered by 2 agents at once); then, declared while those ran and before any
+    # run of them there, IPPO and RN tree:2 with period-5 managers (no task knowledge), 5 seeds each
     "structure": Preset(tasks=("vmas/dispersion", "vmas/discovery", "vmas/sampling"),
                         methods=("mappo", "ippo", "rn-tree2", "rn-tree2-p5", "rn-tree4-addressed-p5-goal0-w"),
                         seeds=(0, 1, 2, 3, 4), frames=300_000,
