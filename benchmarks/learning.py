@@ -158,8 +158,11 @@ PRESETS = {
     # a GRU; MAPPO's MLP variant is in the same code), TorchRL's PPO loss defaults, and 1M frames, not their 20M
     # (PettingZoo steps one env at a time: about 430 frames/s on one core here, so 1M frames take 40 minutes). Their
     # published range, in our return (the mean agent reward summed over the 25 steps): about -9; the README shows
-    # the conversion
-    "pz-spread": Preset(tasks=("pettingzoo/simple_spread_v3",), methods=("mappo",), seeds=(0, 1), frames=1_000_000,
+    # the conversion. The addressed goal manager (task knowledge), for 3 agents and with the goal in mpe2's position
+    # entries, joined on 2026-11-26 before any RN run on this task: 2 seeds like MAPPO's, a first look at whether RN
+    # learns here (2 seeds support no confidence-interval claim either way)
+    "pz-spread": Preset(tasks=("pettingzoo/simple_spread_v3",), methods=("mappo", "rn-tree3-addressed-p5-goal0-w-mpe"),
+                        seeds=(0, 1), frames=1_000_000,
                         frames_per_batch=3_200, max_steps=25, epochs=10, minibatch_size=3_200, eval_every=10,
                         num_cells=64, normalize_advantage=True, value_norm=True, entropy_coeff=0.01, lr=7e-4,
                         lmbda=0.95, max_grad_norm=10.0, continuous_actions=False,
@@ -217,6 +220,10 @@ METHODS: dict[str, dict] = {
                                       "vertex_reward": "goal:pos", "goal_warmup": 120_000},
     "rn-tree4-addressed-p5-goal": {"algo": "rn", "graph": "tree:4", "instruct": "addressed", "periods": "1,5",
                                    "vertex_reward": "goal:pos,beta=0.1"},
+    # the same for PettingZoo MPE's 3-agent spread: one manager over 3 motors, the goal in observation entries 2-3
+    # (mpe2's observations start with the agent's velocity, then its position)
+    "rn-tree3-addressed-p5-goal0-w-mpe": {"algo": "rn", "graph": "tree:3", "instruct": "addressed", "periods": "1,5",
+                                          "vertex_reward": "goal:2-4", "goal_warmup": 120_000},
     # learned messages (an MLP encoder trained end to end) instead of passing subordinates' observations up
     "rn-tree2-learned": {"algo": "rn", "graph": "tree:2", "phi": "learned"},
 }
