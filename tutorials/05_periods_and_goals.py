@@ -22,7 +22,7 @@ goal manager is level with MAPPO on the benchmark's 16-episode score (overlappin
 every run is re-evaluated on 256 episodes (``benchmarks/reevaluate.py``: disjoint intervals, higher on all 17 seeds,
 and again on 5 fresh seeds declared before they ran); the README gives the cautions that go with that second score.
 Goals are no free win: the same manager loses clearly to MAPPO on VMAS sampling, where reaching a position is not
-the task.
+the task, and only ties on VMAS discovery, where each target needs two agents on it at once.
 
 Run it with ``python tutorials/05_periods_and_goals.py`` (3 runs of 120k frames: about 10 minutes on 2 CPU
 cores), or with ``RN_TUTORIAL_QUICK=1`` for a smoke run of a few seconds on the mock task. Figures go to
