@@ -37,7 +37,8 @@ def table(results: Path) -> str:
                    if p.name not in speed_files and not p.name.endswith(".reeval.json")
                    and not {"runs", "superseded"} & set(p.parts))
     data = {p: json.loads(p.read_text()) for p in tasks}  # read once: every table below is drawn from it
-    knowledge = _task_knowledge(list(data.values()))
+    learned = list(data.values())
+    knowledge = _task_knowledge(learned)
     reeval = _reevaluated(sorted(results.rglob("*.reeval.json")), knowledge, data)
     speed = [_throughput(tp) for tp in sorted(results.rglob("throughput.json"), key=lambda tp: len(tp.parts))]
     scaling = [_scaling(p) for name in SCALING_FILES for p in sorted(results.rglob(name))]
@@ -45,7 +46,7 @@ def table(results: Path) -> str:
     pipeline = [_tutorial_pipeline(p) for p in sorted(results.rglob("tutorial_pipeline.json"))]
     pipeline += [_breakdown(p) for p in sorted(results.rglob("breakdown.json"))]
     reference = [_reference(p) for p in sorted(results.rglob("reference.json"))]
-    return "\n\n".join(filter(None, [_learning(list(data.values()), knowledge), reeval, *reference, *speed, *pipeline, *scaling]))
+    return "\n\n".join(filter(None, [_learning(learned, knowledge), reeval, *reference, *speed, *pipeline, *scaling]))
 
 
 def _reference(path: Path) -> str:
