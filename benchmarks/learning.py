@@ -160,9 +160,10 @@ PRESETS = {
     # published range, in our return (the mean agent reward summed over the 25 steps): about -9; the README shows
     # the conversion. The addressed goal manager (task knowledge), for 3 agents and with the goal in mpe2's position
     # entries, joined on 2026-11-26 before any RN run on this task: 2 seeds like MAPPO's, a first look at whether RN
-    # learns here (2 seeds support no confidence-interval claim either way)
+    # learns here (2 seeds support no confidence-interval claim either way). Seeds 2-4 of both methods joined in a
+    # later session, before any of their runs, so both have the 5 seeds a confidence-interval claim needs
     "pz-spread": Preset(tasks=("pettingzoo/simple_spread_v3",), methods=("mappo", "rn-tree3-addressed-p5-goal0-w-mpe"),
-                        seeds=(0, 1), frames=1_000_000,
+                        seeds=(0, 1, 2, 3, 4), frames=1_000_000,
                         frames_per_batch=3_200, max_steps=25, epochs=10, minibatch_size=3_200, eval_every=10,
                         num_cells=64, normalize_advantage=True, value_norm=True, entropy_coeff=0.01, lr=7e-4,
                         lmbda=0.95, max_grad_norm=10.0, continuous_actions=False,
