@@ -120,9 +120,10 @@ PRESETS = {
                         seeds=tuple(range(17)), frames=600_000, normalize_advantage=True, value_norm=True,
                         entropy_coeff=0.01,
                         seed_groups={"check": (10, 11), "replication": (12, 13, 14, 15, 16)}),
-    # issue 10's tasks where structure should matter, not run yet: sparse or assignment rewards (dispersion: each
-    # food item pays once, to whoever reaches it first; discovery: targets covered by several agents at once;
-    # sampling: a shared density field to cover), 4 agents each, and balance with 8 agents; 5 seeds at 300k frames
+    # issue 10's tasks where structure should matter, declared before any run on them: sparse or assignment rewards
+    # (dispersion: each food item pays once, to whoever reaches it first; discovery: targets covered by several agents
+    # at once; sampling: a shared density field to cover), 4 agents each, and balance with 8 agents; 5 seeds at 300k
+    # frames
     # The addressed goal manager (task knowledge: dispersion's and spread's observations start with the agent's
     # position) was added, unchanged from spread-vn (its 120k-frame warm-up included), after it beat MAPPO on
     # simple_spread when re-evaluated on 256 episodes, and before any RN run on dispersion, an assignment task like
