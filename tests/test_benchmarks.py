@@ -288,3 +288,39 @@ def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     assert {len(s) for s in result["samples"].values()} == {1}
     rates = result["frames_per_second"]
     assert result["rn_over_stock"] == pytest.approx(rates["rn"] / rates["stock"])
+
+
+def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(tmp_path, learning, monkeypatch):
+    preset = dataclasses.replace(learning.PRESETS["tiny"], frames=300)  # 3 iterations of 100 frames
+    whole = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "whole")
+    update, calls = learning.RNTrainer.update, []
+
+    def killed_in_second_iteration(self, data):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the checkpoint of iteration 1 stays, as after a SIGKILL
+        return update(self, data)
+
+    monkeypatch.setattr(learning.RNTrainer, "update", killed_in_second_iteration)
+    with pytest.raises(KeyboardInterrupt):
+        learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
+
+    def counted(self, data):
+        calls.append(1)
+        return update(self, data)
+
+    monkeypatch.setattr(learning.RNTrainer, "update", counted)
+    calls.clear()
+    resumed = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
+    assert len(calls) == 2  # iterations 2 and 3 only: iteration 1 came from the checkpoint
+    assert resumed["train_frames"] == whole["train_frames"] == [100, 200, 300]
+    assert resumed["train_return"] == whole["train_return"] and resumed["eval_return"] == whole["eval_return"]
+    # a checkpoint of other settings is not continued: that run starts afresh
+    calls.clear()
+    fresh = learning.run_one(dataclasses.replace(preset, lr=1e-3), "vmas/balance", "mappo", 0, tmp_path / "cut")
+    assert len(calls) == 3 and fresh["train_frames"] == [100, 200, 300]
+
+
+def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(learning):
+    rows = [{"wall_seconds": w} for w in (1.0, 2.0, 0.5, 1.5, 0.25)]
+    assert learning._wall_so_far(rows) == 2.0 + 1.5 + 0.25
