@@ -45,7 +45,7 @@ def _ray_node_ip() -> str | None:
 
 
 def _check_results(run, seen):
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["frames"]) for r in rows] == [200, 400] and all(r["eval_return"] for r in rows)
     assert load_checkpoint(run)["frames"] == 400
     assert (run / "curve.png").exists()

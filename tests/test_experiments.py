@@ -105,10 +105,10 @@ def test_seeds_write_one_folder_per_seed_and_an_aggregate(tmp_path, capsys):
     finals = []
     for seed in (0, 3):
         assert TrainConfig.from_yaml(out / f"seed{seed}" / "config.yaml").seed == seed
-        rows = list(csv.DictReader((out / f"seed{seed}" / "metrics.csv").open()))
+        rows = list(csv.DictReader((out / f"seed{seed}" / "metrics.csv").read_text().splitlines()))
         finals.append(float(rows[-1]["eval_return"]))
     assert finals[0] != finals[1]  # the seeds really differ
-    aggregate = list(csv.DictReader((out / "aggregate.csv").open()))
+    aggregate = list(csv.DictReader((out / "aggregate.csv").read_text().splitlines()))
     assert [int(r["frames"]) for r in aggregate] == [100, 200]
     mean, ci = mean_ci95(finals)
     assert float(aggregate[-1]["eval_return_mean"]) == pytest.approx(mean)
@@ -127,7 +127,7 @@ def test_sweep_runs_each_value_over_the_seeds(tmp_path, capsys):
         assert TrainConfig.from_yaml(out / f"beta{beta}" / "seed0" / "config.yaml").beta == beta
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["values"] == ["0.0", "0.5"] and summary["seeds"] == [0]
-    rows = list(csv.DictReader((out / "beta0.5" / "seed0" / "metrics.csv").open()))
+    rows = list(csv.DictReader((out / "beta0.5" / "seed0" / "metrics.csv").read_text().splitlines()))
     assert summary["final_eval_return"]["0.5"]["mean"] == pytest.approx(float(rows[-1]["eval_return"]))
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["train", "--sweep", "learning_rate=1,2"]) == 2
@@ -149,7 +149,7 @@ DIAGNOSTICS = ("kl_approx", "clip_fraction", "entropy", "explained_variance", "l
 def test_metrics_csv_has_finite_diagnostics_per_group(tmp_path, algo, groups):
     trainer = RNTrainer(tiny_config(tmp_path, algo=algo), env_fn=mock_env_fn, progress=False)
     trainer.train()
-    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     columns = [f"{g}/{d}" for g in groups for d in DIAGNOSTICS] + ["loss", "grad_norm"]
     if algo == "rn":
         columns += [f"{g}/grad_norm" for g in groups]

@@ -32,7 +32,7 @@ def test_run_writes_results_folder(tmp_path):
     run = tmp_path / "run"
     assert [r["frames"] for r in history] == [200, 400, 600]
     assert json.loads((run / "config.json").read_text())["graph"] == "tree:2"
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["frames"]) for r in rows] == [200, 400, 600] and all(r["eval_return"] for r in rows)
     assert (run / "curve.png").stat().st_size > 1000
     assert load_checkpoint(run)["frames"] == 600
@@ -64,7 +64,7 @@ def test_resume_continues_step_counter_and_parameters(tmp_path):
     history = resumed.train()
     assert [r["iteration"] for r in history] == [1, 2, 3] and resumed.frames == 600
     assert load_checkpoint(ckpt)["iteration"] == 3
-    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
 
 

@@ -94,7 +94,7 @@ plt.close(fig)
 # terms, and the gradient norm before clipping. A KL that keeps growing or an explained variance stuck near 0 are
 # the first things to look at when a curve is flat.
 run = OUT / "04_runs" / "tree2" / "seed0"
-rows = list(csv.DictReader((run / "metrics.csv").open()))
+rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
 groups = sorted({c.split("/")[0] for c in rows[0] if "/" in c})
 fig, axes = plt.subplots(1, 4, figsize=(14, 3))
 for ax, name in zip(axes, ["kl_approx", "clip_fraction", "entropy", "explained_variance"]):
