@@ -39,6 +39,8 @@ from torchrl_rn.vertex import RandomGoals
     ("goal:pos", GoalReward(0, 2)),
     ("goal:2-5,2,0.1", GoalReward(2, 5, c=2.0, beta=0.1)),
     ("goal:0-2,beta=0.5,scale=3", GoalReward(0, 2, beta=0.5, scale=3.0)),
+    ("goal:pos,normalize=true", GoalReward(0, 2, normalize=True)),
+    ("goal:0-2,1,0,1,yes", GoalReward(0, 2, normalize=True)),
 ])
 def test_parse_reward(text, expected):
     assert parse_reward(text) == expected
@@ -381,6 +383,29 @@ def test_goal_reward_in_level_env_hand_computed():
     torch.testing.assert_close(out["agents", "advantage"][0, :, 0, 0], torch.tensor([0.6 + 0.5 * 0.4, 0.4, -0.4]))
 
 
+@pytest.mark.parametrize("normalize, expected", [
+    # c * P + beta * own, as LevelEnv wrote it
+    (False, [[0.6, 1.4], [-0.2, 0.6]]),
+    # c * P has spread 0.1633 and own 1.633: the progress term is scaled by 10, to [[2, -2], [6, 2]]
+    (True, [[2.5, -0.5], [5.5, 2.5]]),
+])
+def test_goal_reward_normalize_rescales_the_progress_term_in_graph_gae(normalize, expected):
+    graph = RNGraph.tree(2, [2], vertex_reward=f"goal:pos,c=2,beta=0.5,normalize={normalize}")
+    own = torch.tensor([[1.0, 3.0], [-1.0, 1.0]]).view(1, 2, 2, 1)  # [env, T, motor, 1]
+    progress = torch.tensor([[0.05, -0.05], [0.15, 0.05]]).view(1, 2, 2, 1)
+    obs = {"agents": {"observation": torch.zeros(1, 2, 2, 2)}, "level1": {"observation": torch.zeros(1, 2, 1, 1)}}
+    done = torch.ones(1, 2, 1, dtype=torch.bool)  # one-step episodes
+    data = TensorDict({**obs, "next": {
+        "agents": {**obs["agents"], "reward": own, "vertex_reward": 2 * progress + 0.5 * own},
+        "level1": {**obs["level1"], "reward": own.sum(-2, keepdim=True)},
+        "done": done, "terminated": done.clone()}}, [1, 2])
+    critic = _constant_critic({"agents": 0.0, "level1": 0.0})
+    out = GraphGAE(graph, gamma=0.5, lmbda=1.0, value_network=critic)(data)  # one step, V 0: advantage = reward
+    torch.testing.assert_close(out["agents", "advantage"][0, :, :, 0], torch.tensor(expected))
+    # the data's vertex reward is not rewritten
+    torch.testing.assert_close(out["next", "agents", "vertex_reward"], 2 * progress + 0.5 * own)
+
+
 def test_goal_reward_observation_slice_checked_against_the_env():
     graph = RNGraph.tree(2, [2], vertex_reward="goal:1-3")
     with pytest.raises(GraphError, match=r"group 'agents': goal reward .* reads observation entries 1-3, but the "
@@ -474,7 +499,9 @@ def test_config_vertex_reward_option():
         TrainConfig(algo="mappo", vertex_reward="advantage")
 
 
-@pytest.mark.parametrize("reward", ["advantage:0.5", "goal:pos,beta=0.1"])
+@pytest.mark.parametrize("reward", [
+    "advantage:0.5", "goal:pos,beta=0.1", "goal:pos,beta=0.1,normalize=true",
+])
 def test_trainer_runs_with_vertex_reward(tmp_path, reward):
     cfg = TrainConfig(task="mock", frames=200, frames_per_batch=100, max_steps=5, minibatch_size=50, epochs=1,
                       num_cells=8, manager_cells=8, periods="1,2", vertex_reward=reward, out=str(tmp_path / "run"))

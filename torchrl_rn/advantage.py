@@ -50,7 +50,7 @@ from torchrl.objectives.value import MultiAgentGAE, ValueEstimatorBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from torchrl_rn.graph import RNGraph
-from torchrl_rn.rewards import GoalReward, SuperiorAdvantage, hold_decisions, superior_weights
+from torchrl_rn.rewards import GoalReward, SuperiorAdvantage, _spread, hold_decisions, superior_weights
 
 __all__ = ["GraphGAE", "semi_markov_gae"]
 
@@ -300,7 +300,7 @@ class GraphGAE(ValueEstimatorBase):
             if shaped is None:
                 raise KeyError(f"GraphGAE: group {group!r} has a goal reward but the data has no ('next', {group!r}, "
                                "'vertex_reward') (LevelEnv writes it).")
-            return shaped
+            return function.rescaled(shaped, reward)
         if isinstance(function, SuperiorAdvantage):
             sources, weights = self._superiors[group]
             parts = [held[s][0] / held[s][1] if function.normalize else held[s][0] for s in sources]
@@ -327,13 +327,6 @@ class GraphGAE(ValueEstimatorBase):
         """
         out = self.forward(tensordict.copy())
         return out.select(*((g, self._field("value_target")) for g in self.graph.groups))
-
-
-def _spread(x: torch.Tensor) -> torch.Tensor:
-    """The standard deviation of ``x``'s entries, or 1 where they are all alike (or only one): a scale to divide or
-    multiply by."""
-    spread = x.std() if x.numel() > 1 else x.new_ones(())
-    return torch.where(spread > 1e-6, spread, torch.ones_like(spread))
 
 
 def _tuple(key) -> tuple:

@@ -405,7 +405,7 @@ class RNGraph:
 
         Examples:
             >>> RNGraph.tree(4, [2], vertex_reward="goal:pos").goal_rewards
-            {'agents': GoalReward(start=0, stop=2, c=1.0, beta=0.0, scale=1.0)}
+            {'agents': GoalReward(start=0, stop=2, c=1.0, beta=0.0, scale=1.0, normalize=False)}
         """
         return {g: r for g in self._groups if isinstance(r := self.group_reward(g), GoalReward)}
 

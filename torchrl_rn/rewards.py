@@ -13,11 +13,13 @@ env's reward for a motor and ``psi`` of its subordinates' rewards for the vertic
   for closing the distance, ``r = c * (d_prev - d_now) + beta * r_own``. It is a function of the motor's own
   transition, so :class:`~torchrl_rn.LevelEnv` applies it (through :class:`GoalRewardModule`) at every env step
   and writes it as ``("next", group, "vertex_reward")``: the group's ``reward`` entry keeps the task's reward (what
-  evaluation and ``psi`` routing read), ``vertex_reward`` is what :class:`~torchrl_rn.GraphGAE` trains on.
+  evaluation and ``psi`` routing read), ``vertex_reward`` is what :class:`~torchrl_rn.GraphGAE` trains on (with
+  ``normalize``, its progress term rescaled per batch to the spread of the motor's own rewards).
 
 A reward is given as an object of these classes or as a short string (:func:`parse_reward`): ``"psi"``,
 ``"advantage"`` / ``"advantage:0.5"`` / ``"advantage:alpha=0.5,normalize=false"``, ``"goal:0-2"`` /
-``"goal:pos,c=1,beta=0.1,scale=1"`` (``pos`` is ``0-2``, the agent's own position in VMAS scenarios' observations).
+``"goal:pos,c=1,beta=0.1,scale=1,normalize=true"`` (``pos`` is ``0-2``, the agent's own position in VMAS
+scenarios' observations).
 The builders and the CLI give one to every vertex that has superiors (``vertex_reward=`` / ``--vertex-reward``).
 """
 from __future__ import annotations
@@ -39,9 +41,10 @@ GOAL_SLICES = {"pos": (0, 2)}
 
 REWARD_HELP = ("psi (default: env reward for motors, psi of subordinates' rewards above), advantage[:ALPHA] "
                "(alpha * own reward + (1 - alpha) * the superiors' advantage, per-batch scaled), or "
-               "goal:SLICE[,c=C,beta=B,scale=S] (the superior's instruction is a goal in observation slice SLICE, "
-               "'START-STOP' or 'pos' = VMAS's agent position; reward c * (d_prev - d_now) + beta * own reward; uses "
-               "task knowledge)")
+               "goal:SLICE[,c=C,beta=B,scale=S,normalize=N] (the superior's instruction is a goal in observation "
+               "slice SLICE, 'START-STOP' or 'pos' = VMAS's agent position; reward c * (d_prev - d_now) + beta * own "
+               "reward, the first term per-batch scaled to the own reward's spread with normalize=true; uses task "
+               "knowledge)")
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,27 @@ class GoalReward(VertexReward):
     next observation) the step, under the goal in force during the step; with several superiors the distance terms
     are averaged over them.
 
+    With ``normalize``, :class:`~torchrl_rn.GraphGAE` trains on ``c * P / std(P) * std(r_own) + beta * r_own``
+    instead, the progress term ``P = d_prev - d_now`` **rescaled to the spread of the vertex's own rewards** in the
+    batch (standard deviations over the group's steps in the batch; a term whose entries are all alike is left
+    as it is), as :class:`SuperiorAdvantage` does. Why: a motor moves a few hundredths of a unit per step, so ``P``
+    is tiny next to a task reward such as spread's (about -7 per agent and step), and ``beta`` then decides alone
+    what the motor learns; scaled, ``c`` and ``beta`` weigh two terms of like spread. The ``vertex_reward`` entry
+    :class:`~torchrl_rn.LevelEnv` writes stays unscaled (``c * P + beta * r_own``): the scale is a property of a
+    batch, applied where the batch is.
+
     Keyword Args:
         start, stop (int): the observation slice ``[start, stop)``.
         c (float): weight of the progress term. beta (float): weight of the vertex's own (task) reward.
         scale (float): goal = ``scale * action`` (actions are in ``[-1, 1]``).
+        normalize (bool): rescale the progress term to the batch spread of the vertex's own rewards (in
+            :class:`~torchrl_rn.GraphGAE`). Defaults to ``False``.
 
     Examples:
         >>> parse_reward("goal:pos,beta=0.1")
-        GoalReward(start=0, stop=2, c=1.0, beta=0.1, scale=1.0)
+        GoalReward(start=0, stop=2, c=1.0, beta=0.1, scale=1.0, normalize=False)
+        >>> str(parse_reward("goal:pos,beta=0.5,normalize=true"))
+        'goal:0-2,c=1.0,beta=0.5,scale=1.0,normalize=true'
     """
 
     start: int = 0
@@ -144,6 +160,7 @@ class GoalReward(VertexReward):
     c: float = 1.0
     beta: float = 0.0
     scale: float = 1.0
+    normalize: bool = False
     name: ClassVar[str] = "goal"
 
     def __post_init__(self) -> None:
@@ -152,7 +169,8 @@ class GoalReward(VertexReward):
                              f"{self.start}-{self.stop}.")
 
     def __str__(self) -> str:
-        return f"goal:{self.start}-{self.stop},c={self.c},beta={self.beta},scale={self.scale}"
+        text = f"goal:{self.start}-{self.stop},c={self.c},beta={self.beta},scale={self.scale}"
+        return text + ",normalize=true" if self.normalize else text  # unchanged for the runs made before the option
 
     @property
     def dim(self) -> int:
@@ -171,6 +189,29 @@ class GoalReward(VertexReward):
         progress = (progress * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp_min(1.0)
         return self.c * progress + self.beta * own
 
+    def rescaled(self, shaped: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """A batch's reward with ``normalize``: ``shaped`` (this function's ``c * P + beta * r_own`` over the
+        batch) with its progress term rescaled to the spread of ``own`` (the batch's own rewards, same shape).
+
+        Examples:
+            >>> goal = GoalReward(0, 2, c=2.0, beta=0.5, normalize=True)
+            >>> own = torch.tensor([1.0, 3.0, -1.0, 1.0])  # spread 1.633
+            >>> progress = torch.tensor([0.05, -0.05, 0.15, 0.05])  # spread 0.0816: scaled by 20
+            >>> goal.rescaled(goal.c * progress + goal.beta * own, own)
+            tensor([ 2.5000, -0.5000,  5.5000,  2.5000])
+        """
+        if not self.normalize:
+            return shaped
+        part = shaped - self.beta * own  # c * P
+        return abs(self.c) * part / _spread(part) * _spread(own) + self.beta * own
+
+
+def _spread(x: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of ``x``'s entries, or 1 where they are all alike (or only one): a scale to divide or
+    multiply by."""
+    spread = x.std() if x.numel() > 1 else x.new_ones(())
+    return torch.where(spread > 1e-6, spread, torch.ones_like(spread))
+
 
 _CLASSES = {cls.name: cls for cls in (PsiReward, SuperiorAdvantage, GoalReward)}
 
@@ -185,7 +226,7 @@ def parse_reward(text: str) -> VertexReward:
         >>> parse_reward("advantage:0.25")
         SuperiorAdvantage(alpha=0.25, normalize=True)
         >>> parse_reward("goal:2-4,c=2")
-        GoalReward(start=2, stop=4, c=2.0, beta=0.0, scale=1.0)
+        GoalReward(start=2, stop=4, c=2.0, beta=0.0, scale=1.0, normalize=False)
     """
     name, _, rest = str(text).strip().partition(":")
     cls = _CLASSES.get(name)
