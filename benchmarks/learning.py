@@ -295,7 +295,10 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
     else:  # the task's JSON records finished runs; any other run folder holds no run to continue and is replaced
         trainer = RNTrainer(cfg, progress=False, force=True)
     start = time.perf_counter()
-    history = trainer.train()
+    try:
+        history = trainer.train()
+    finally:
+        trainer.close()
     wall = earlier + time.perf_counter() - start
     evals = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
     return {
@@ -319,7 +322,10 @@ def _unfinished(cfg: TrainConfig) -> RNTrainer | None:
     except (CheckpointError, ValueError) as err:
         print(f"{cfg.run_dir}: not resumed ({err}); starting afresh", flush=True)
         return None
-    return trainer if trainer.frames <= cfg.frames else None
+    if trainer.frames > cfg.frames:  # trained past this budget: not a run of these settings to continue
+        trainer.close()
+        return None
+    return trainer
 
 
 def _wall_so_far(history: list[dict]) -> float:

@@ -41,6 +41,20 @@ def test_run_writes_results_folder(tmp_path):
     assert len(logged) == 3  # TorchRL's CSVLogger got every evaluation
 
 
+def test_close_closes_the_training_and_evaluation_envs(tmp_path):
+    closed = []
+
+    class Recording(MockMultiAgentEnv):
+        def close(self, *, raise_if_closed: bool = True):
+            closed.append(self.batch_size[0])
+            return super().close(raise_if_closed=raise_if_closed)
+
+    trainer = RNTrainer(tiny_config(tmp_path, eval_envs=8), progress=False,
+                        env_fn=lambda num_envs, seed: Recording(3, num_envs=num_envs, seed=seed, max_steps=5))
+    trainer.close()
+    assert sorted(closed) == [8, 40]  # the evaluation env (8 envs) and the training env (200 frames / 5 steps)
+
+
 def test_short_training_clearly_improves_return(tmp_path):
     # the mock env is a contextual bandit: play the target shown in the observation, earn up to k + 1 per agent
     cfg = tiny_config(tmp_path, frames=12_000, frames_per_batch=1_000, minibatch_size=250, epochs=4, num_cells=32,

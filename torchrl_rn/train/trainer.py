@@ -398,6 +398,15 @@ class RNTrainer:
                 plot_curves(self.history, run_dir / "curve.png", title=f"{cfg.task} {cfg.algo}")
         return self.history
 
+    def close(self) -> None:
+        """Closes the run's envs (training and evaluation); the trainer can neither train nor evaluate after it.
+
+        :meth:`train` closes the training env when it ends (the collector's shutdown); a trainer that is built but
+        never trained (e.g. resumed only to read its state) holds both envs until closed.
+        """
+        for env in (self.env, self.eval_env):
+            env.close()
+
     @torch.no_grad()
     def evaluate(self) -> float:
         """Mean return of one deterministic episode per eval env (reward summed until the first done).
