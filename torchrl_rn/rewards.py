@@ -134,8 +134,7 @@ class GoalReward(VertexReward):
 
     With ``normalize``, :class:`~torchrl_rn.GraphGAE` trains on ``c * P / std(P) * std(r_own) + beta * r_own``
     instead, the progress term ``P = d_prev - d_now`` **rescaled to the spread of the vertex's own rewards** in the
-    batch (standard deviations over the group's steps in the batch; a term whose entries are all alike is left
-    as it is), as :class:`SuperiorAdvantage` does. Why: a motor moves a few hundredths of a unit per step, so ``P``
+    batch (standard deviations over the group's steps in the batch, one of zero counting as 1), as :class:`SuperiorAdvantage` does. Why: a motor moves a few hundredths of a unit per step, so ``P``
     is tiny next to a task reward such as spread's (about -7 per agent and step), and ``beta`` then decides alone
     what the motor learns; scaled, ``c`` and ``beta`` weigh two terms of like spread. The ``vertex_reward`` entry
     :class:`~torchrl_rn.LevelEnv` writes stays unscaled (``c * P + beta * r_own``): the scale is a property of a
@@ -202,8 +201,10 @@ class GoalReward(VertexReward):
         """
         if not self.normalize:
             return shaped
-        part = shaped - self.beta * own  # c * P
-        return abs(self.c) * part / _spread(part) * _spread(own) + self.beta * own
+        if self.c == 0:
+            return shaped
+        progress = (shaped - self.beta * own) / self.c  # P
+        return self.c * progress / _spread(progress) * _spread(own) + self.beta * own
 
 
 def _spread(x: torch.Tensor) -> torch.Tensor:
