@@ -134,9 +134,10 @@ class GoalReward(VertexReward):
 
     With ``normalize``, :class:`~torchrl_rn.GraphGAE` trains on ``c * P / std(P) * std(r_own) + beta * r_own``
     instead, the progress term ``P = d_prev - d_now`` **rescaled to the spread of the vertex's own rewards** in the
-    batch (standard deviations over the group's steps in the batch, one of zero counting as 1), as :class:`SuperiorAdvantage` does. Why: a motor moves a few hundredths of a unit per step, so ``P``
-    is tiny next to a task reward such as spread's (about -7 per agent and step), and ``beta`` then decides alone
-    what the motor learns; scaled, ``c`` and ``beta`` weigh two terms of like spread. The ``vertex_reward`` entry
+    batch (standard deviations over the group's steps in the batch, one of zero counting as 1), as
+    :class:`SuperiorAdvantage` does. Why: a motor moves a few hundredths of a unit per step, so ``P`` is tiny next to
+    a task reward such as spread's (about -7 per agent and step), and ``beta`` then decides alone what the motor
+    learns; scaled, ``c`` and ``beta`` weigh two terms of like spread. The ``vertex_reward`` entry
     :class:`~torchrl_rn.LevelEnv` writes stays unscaled (``c * P + beta * r_own``): the scale is a property of a
     batch, applied where the batch is.
 
@@ -199,9 +200,7 @@ class GoalReward(VertexReward):
             >>> goal.rescaled(goal.c * progress + goal.beta * own, own)
             tensor([ 2.5000, -0.5000,  5.5000,  2.5000])
         """
-        if not self.normalize:
-            return shaped
-        if self.c == 0:
+        if not self.normalize or self.c == 0:  # no progress term to rescale
             return shaped
         progress = (shaped - self.beta * own) / self.c  # P
         return self.c * progress / _spread(progress) * _spread(own) + self.beta * own

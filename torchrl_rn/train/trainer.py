@@ -399,7 +399,7 @@ class RNTrainer:
         return self.history
 
     def close(self) -> None:
-        """Closes the run's envs (training and evaluation); the trainer can neither train nor evaluate after it.
+        """Closes the run's envs (training and evaluation); do not train or evaluate with the trainer after it.
 
         :meth:`train` closes the training env when it ends (the collector's shutdown); a trainer that is built but
         never trained (e.g. resumed only to read its state) holds both envs until closed.
