@@ -131,6 +131,12 @@ def learning(monkeypatch):
     return module
 
 
+@pytest.fixture
+def harness(learning):
+    """``benchmarks/harness.py``, the module ``learning.py`` runs (patch its names, not ``learning``'s copies)."""
+    return sys.modules["harness"]
+
+
 def write_older_result(learning, path: Path, missing: str) -> dict:
     """A tiny-preset JSON with one MAPPO run, as written before ``Preset`` had the field ``missing``."""
     old = learning.load_result(path, "vmas/balance", learning.PRESETS["tiny"], "tiny")
@@ -170,7 +176,7 @@ def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_
     assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == old
 
 
-def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning, monkeypatch):
+def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning, harness, monkeypatch):
     seen = {}
 
     class Stop(Exception):
@@ -180,7 +186,7 @@ def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning
         seen["cfg"] = cfg
         raise Stop
 
-    monkeypatch.setattr(learning, "RNTrainer", trainer)
+    monkeypatch.setattr(harness, "RNTrainer", trainer)
     preset = dataclasses.replace(learning.PRESETS["tiny"], lr=7e-4, lmbda=0.95, max_grad_norm=10.0,
                                  continuous_actions=False, entropy_coeff=0.01, value_norm=True)
     with pytest.raises(Stop):
@@ -290,10 +296,11 @@ def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     assert result["rn_over_stock"] == pytest.approx(rates["rn"] / rates["stock"])
 
 
-def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(tmp_path, learning, monkeypatch):
+def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(tmp_path, learning, harness,
+                                                                                 monkeypatch):
     preset = dataclasses.replace(learning.PRESETS["tiny"], frames=300)  # 3 iterations of 100 frames
     whole = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "whole")
-    update, calls = learning.RNTrainer.update, []
+    update, calls = harness.RNTrainer.update, []
 
     def killed_in_second_iteration(self, data):
         calls.append(1)
@@ -301,7 +308,7 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
             raise KeyboardInterrupt  # the checkpoint of iteration 1 stays, as after a SIGKILL
         return update(self, data)
 
-    monkeypatch.setattr(learning.RNTrainer, "update", killed_in_second_iteration)
+    monkeypatch.setattr(harness.RNTrainer, "update", killed_in_second_iteration)
     with pytest.raises(KeyboardInterrupt):
         learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
 
@@ -309,7 +316,7 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
         calls.append(1)
         return update(self, data)
 
-    monkeypatch.setattr(learning.RNTrainer, "update", counted)
+    monkeypatch.setattr(harness.RNTrainer, "update", counted)
     calls.clear()
     resumed = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
     assert len(calls) == 2  # iterations 2 and 3 only: iteration 1 came from the checkpoint
@@ -321,6 +328,6 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
     assert len(calls) == 3 and fresh["train_frames"] == [100, 200, 300]
 
 
-def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(learning):
+def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(harness):
     rows = [{"wall_seconds": w} for w in (1.0, 2.0, 0.5, 1.5, 0.25)]
-    assert learning._wall_so_far(rows) == 2.0 + 1.5 + 0.25
+    assert harness._wall_so_far(rows) == 2.0 + 1.5 + 0.25
