@@ -80,9 +80,10 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
         assert r["training_frames_per_second"] <= r["collection_frames_per_second"]  # training includes collection
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\noutro\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
+    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))  # report.py's old name
     text = readme.read_text()
     assert "STALE TABLE" not in text and "ratio **" in text and text.startswith("intro") and text.endswith("outro\n")
+    assert "ratio **" in (tmp_path / "docs" / "performance.md").read_text()  # docs/ beside the README
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
@@ -110,14 +111,17 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
     (tmp_path / "vmas-simple_spread.json").write_text(json.dumps(spread))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
-    final, late = readme.read_text().split("last 5 evaluations")
-    # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48
-    # the balance file predates Preset.time_limit: its runs treated the time limit as a termination
-    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
-    assert "| vmas/simple_spread (spread, 1, 300, normalized advantages) | -5.0 |  |" in final
-    # means of the last evaluations 5.5, 6, 6.5 and 7
-    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
+    run("report.py", "--results", str(tmp_path), "--readme", str(readme))
+    text = (tmp_path / "docs" / "results.md").read_text()
+    # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48; means of the last evaluations 5.5, 6, 6.5
+    # and 7. The balance file predates Preset.time_limit: its runs treated the time limit as a termination
+    balance, spread = text.split("### vmas/simple_spread")
+    assert "### vmas/balance (full, 3 seeds, 1,000 frames, time limit as termination, no verdicts)" in balance
+    assert "| MAPPO (`mappo`) | 3 | 2.0 ± 2.5 |  |  | 6.0 ± 1.2 |" in balance
+    assert "| RN, a manager per pair (`rn-tree2`) | 1 | 4.0 (1 of 3 seeds) |  |  | 7.0 (1 of 3 seeds) |" in balance
+    assert spread.startswith(" (spread, 1 seed, 300 frames, normalized advantages)")
+    assert "| MAPPO (`mappo`) | 1 | -5.0 |" in spread and "| RN, a manager per pair" not in spread
+    assert "| vmas/balance (full, 1,000) | 2.0 ± 2.5 |  | 1 | no verdicts" in readme.read_text()  # the summary
 
 
 @pytest.fixture
@@ -281,8 +285,9 @@ def test_breakdown_tiny_writes_json_and_table(tmp_path):
     assert all(v > 0 for v in result["rn_group_forward_ms"].values())
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
-    assert "Where the time goes" in readme.read_text() and "`level1` (2 vertices" in readme.read_text()
+    run("report.py", "--results", str(tmp_path), "--readme", str(readme))
+    performance = (tmp_path / "docs" / "performance.md").read_text()
+    assert "Where the time goes" in performance and "`level1` (2 vertices" in performance
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
