@@ -4,7 +4,7 @@ VMAS ships a ``HeuristicPolicy`` beside several scenarios (balance, transport, d
 through the same pipeline the learning benchmark evaluates with (:func:`torchrl_rn.envs.make_env`, the preset's agent
 count and episode length, truncated time limits, the mean agent reward summed to the first done:
 :func:`torchrl_rn.train.evaluate.episode_returns`) and writes ``benchmarks/results/reference.json``; the learning
-plots draw it as a dashed line and ``make_table.py`` lists it under each task.
+plots draw it as a dashed line and ``report.py`` lists it in docs/results.md.
 
     python benchmarks/reference.py            # every task of the learning presets that has a usable heuristic
 
