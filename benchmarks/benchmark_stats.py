@@ -1,4 +1,4 @@
-"""Statistics of the benchmark reports, shared by ``learning.py`` and ``make_table.py``.
+"""Statistics of the benchmark reports, shared by ``harness.py`` and ``report.py``.
 
 They are the package's own (``torchrl_rn/train/stats.py``, also used by ``rn train --seeds``), loaded from its file
 so that the table script does not import torch and starts in a blink.

@@ -10,7 +10,7 @@
    call costs about as much on 8 frames as on 400 when its networks are small: what every extra group adds.
 
 Writes ``<out>/breakdown.json`` (``--out`` defaults to a scratch folder; pass ``--out benchmarks/results`` to
-update the committed figures, which ``make_table.py`` renders into the README).
+update the committed figures, which ``report.py`` renders into docs/performance.md).
 
     python benchmarks/breakdown.py --threads 1 --out benchmarks/results    # a minute or two on one core
 """

@@ -5,8 +5,8 @@ training seed + 1. On tasks with a sparse or noisy return (dropout: +1 once, an 
 a large share of a run's score to which 16 episodes it drew. This script reloads every finished run of a preset's
 task (``<preset>/runs/<task>/<method>/seed<S>``, the checkpoint of its last iteration), evaluates it on
 ``--episodes`` fresh deterministic episodes (eval seed ``1000 + S``, the same episodes for every method of a seed)
-and writes ``<preset>/<task>.reeval.json``: ``methods -> seeds -> {"return", "episodes"}``. ``make_table.py``
-lists it under the learning tables, with a verdict against MAPPO scored like the main one.
+and writes ``<preset>/<task>.reeval.json``: ``methods -> seeds -> {"return", "episodes"}``. ``report.py``
+puts it beside the task's scores in docs/results.md, with verdicts against MAPPO and IPPO scored like the main ones.
 
     python benchmarks/reevaluate.py --preset dropout --task vmas/dropout --episodes 256
     python benchmarks/reevaluate.py --preset spread-vn --task vmas/simple_spread --methods mappo rn-tree2-p5 \\

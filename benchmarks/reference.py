@@ -4,7 +4,7 @@ VMAS ships a ``HeuristicPolicy`` beside several scenarios (balance, transport, d
 through the same pipeline the learning benchmark evaluates with (:func:`torchrl_rn.envs.make_env`, the preset's agent
 count and episode length, truncated time limits, the mean agent reward summed to the first done:
 :func:`torchrl_rn.train.evaluate.episode_returns`) and writes ``benchmarks/results/reference.json``; the learning
-plots draw it as a dashed line and ``make_table.py`` lists it under each task.
+plots draw it as a dashed line and ``report.py`` lists it in docs/results.md.
 
     python benchmarks/reference.py            # every task of the learning presets that has a usable heuristic
 
@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     # --tasks updates those tasks' lines and keeps the others'
     result = json.loads(args.out.read_text()) if args.tasks and args.out.exists() else {}
     for task in tasks:
-        # the agents, steps and action space of the first preset that runs the task
-        preset = next((p for p in PRESETS.values() if task in p.tasks), PRESETS["full"])
+        # the agents, steps and action space of the full preset, else of the first preset that runs the task
+        runs_it = [p for p in PRESETS.values() if task in p.tasks]
+        preset = PRESETS["full"] if task in PRESETS["full"].tasks or not runs_it else runs_it[0]
         result[task] = heuristic_return(task, n_agents=preset.n_agents.get(task, 4), max_steps=preset.max_steps,
                                         seeds=args.seeds, num_envs=args.envs,
                                         continuous_actions=preset.continuous_actions)

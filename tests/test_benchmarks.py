@@ -80,9 +80,10 @@ def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
         assert r["training_frames_per_second"] <= r["collection_frames_per_second"]  # training includes collection
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\noutro\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
+    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))  # report.py's old name
     text = readme.read_text()
     assert "STALE TABLE" not in text and "ratio **" in text and text.startswith("intro") and text.endswith("outro\n")
+    assert "ratio **" in (tmp_path / "docs" / "performance.md").read_text()  # docs/ beside the README
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
@@ -110,14 +111,17 @@ def test_table_marks_methods_short_of_seeds(tmp_path):
     (tmp_path / "vmas-simple_spread.json").write_text(json.dumps(spread))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
-    final, late = readme.read_text().split("last 5 evaluations")
-    # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48
-    # the balance file predates Preset.time_limit: its runs treated the time limit as a termination
-    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 2.0 ± 2.5 | 4.0 (1 of 3 seeds) |" in final
-    assert "| vmas/simple_spread (spread, 1, 300, normalized advantages) | -5.0 |  |" in final
-    # means of the last evaluations 5.5, 6, 6.5 and 7
-    assert "| vmas/balance (full, 3, 1,000, time limit as termination) | 6.0 ± 1.2 | 7.0 (1 of 3 seeds) |" in late
+    run("report.py", "--results", str(tmp_path), "--readme", str(readme))
+    text = (tmp_path / "docs" / "results.md").read_text()
+    # final returns 1, 2, 3: mean 2, t(2) = 4.303 times 1 / sqrt(3) = 2.48; means of the last evaluations 5.5, 6, 6.5
+    # and 7. The balance file predates Preset.time_limit: its runs treated the time limit as a termination
+    balance, spread = text.split("### vmas/simple_spread")
+    assert "### vmas/balance (full, 3 seeds, 1,000 frames, time limit as termination, no verdicts)" in balance
+    assert "| MAPPO (`mappo`) | 3 | 2.0 ± 2.5 |  |  | 6.0 ± 1.2 |" in balance
+    assert "| RN, a manager per pair (`rn-tree2`) | 1 | 4.0 (1 of 3 seeds) |  |  | 7.0 (1 of 3 seeds) |" in balance
+    assert spread.startswith(" (spread, 1 seed, 300 frames, normalized advantages)")
+    assert "| MAPPO (`mappo`) | 1 | -5.0 |" in spread and "| RN, a manager per pair" not in spread
+    assert "| vmas/balance (full, 1,000) | 2.0 ± 2.5 |  | 1 | no verdicts" in readme.read_text()  # the summary
 
 
 @pytest.fixture
@@ -129,6 +133,12 @@ def learning(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: its sibling modules import
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def harness(learning):
+    """``benchmarks/harness.py``, the module ``learning.py`` runs (patch its names, not ``learning``'s copies)."""
+    return sys.modules["harness"]
 
 
 def write_older_result(learning, path: Path, missing: str) -> dict:
@@ -170,7 +180,7 @@ def test_runs_from_before_truncated_time_limits_are_not_mixed_with_new_ones(tmp_
     assert json.loads((tmp_path / "superseded" / "vmas-balance-1.json").read_text()) == old
 
 
-def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning, monkeypatch):
+def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning, harness, monkeypatch):
     seen = {}
 
     class Stop(Exception):
@@ -180,7 +190,7 @@ def test_every_training_field_of_a_preset_reaches_the_trainer(tmp_path, learning
         seen["cfg"] = cfg
         raise Stop
 
-    monkeypatch.setattr(learning, "RNTrainer", trainer)
+    monkeypatch.setattr(harness, "RNTrainer", trainer)
     preset = dataclasses.replace(learning.PRESETS["tiny"], lr=7e-4, lmbda=0.95, max_grad_norm=10.0,
                                  continuous_actions=False, entropy_coeff=0.01, value_norm=True)
     with pytest.raises(Stop):
@@ -275,8 +285,9 @@ def test_breakdown_tiny_writes_json_and_table(tmp_path):
     assert all(v > 0 for v in result["rn_group_forward_ms"].values())
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    run("make_table.py", "--results", str(tmp_path), "--readme", str(readme))
-    assert "Where the time goes" in readme.read_text() and "`level1` (2 vertices" in readme.read_text()
+    run("report.py", "--results", str(tmp_path), "--readme", str(readme))
+    performance = (tmp_path / "docs" / "performance.md").read_text()
+    assert "Where the time goes" in performance and "`level1` (2 vertices" in performance
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
@@ -290,10 +301,11 @@ def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     assert result["rn_over_stock"] == pytest.approx(rates["rn"] / rates["stock"])
 
 
-def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(tmp_path, learning, monkeypatch):
+def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(tmp_path, learning, harness,
+                                                                                 monkeypatch):
     preset = dataclasses.replace(learning.PRESETS["tiny"], frames=300)  # 3 iterations of 100 frames
     whole = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "whole")
-    update, calls = learning.RNTrainer.update, []
+    update, calls = harness.RNTrainer.update, []
 
     def killed_in_second_iteration(self, data):
         calls.append(1)
@@ -301,7 +313,7 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
             raise KeyboardInterrupt  # the checkpoint of iteration 1 stays, as after a SIGKILL
         return update(self, data)
 
-    monkeypatch.setattr(learning.RNTrainer, "update", killed_in_second_iteration)
+    monkeypatch.setattr(harness.RNTrainer, "update", killed_in_second_iteration)
     with pytest.raises(KeyboardInterrupt):
         learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
 
@@ -309,7 +321,7 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
         calls.append(1)
         return update(self, data)
 
-    monkeypatch.setattr(learning.RNTrainer, "update", counted)
+    monkeypatch.setattr(harness.RNTrainer, "update", counted)
     calls.clear()
     resumed = learning.run_one(preset, "vmas/balance", "mappo", 0, tmp_path / "cut")
     assert len(calls) == 2  # iterations 2 and 3 only: iteration 1 came from the checkpoint
@@ -321,6 +333,6 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
     assert len(calls) == 3 and fresh["train_frames"] == [100, 200, 300]
 
 
-def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(learning):
+def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(harness):
     rows = [{"wall_seconds": w} for w in (1.0, 2.0, 0.5, 1.5, 0.25)]
-    assert learning._wall_so_far(rows) == 2.0 + 1.5 + 0.25
+    assert harness._wall_so_far(rows) == 2.0 + 1.5 + 0.25

@@ -66,24 +66,30 @@ def test_closest_goes_moves_only_the_agent_nearest_the_goal(monkeypatch):
     torch.testing.assert_close(action, torch.tensor([[0.0, 0.0], [0.2 - 0.1, 0.0], [0.0, 0.0]]))
 
 
+def rows(text: str) -> dict[str, str]:
+    """The rows of a report's tables, by their first cell."""
+    return {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines() if line.startswith("| ")}
+
+
 def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
-    learning = load(monkeypatch, "learning")
-    make_table = load(monkeypatch, "make_table")
+    load(monkeypatch, "learning")
+    report = load(monkeypatch, "report")
     ref = {"vmas/balance": {"policy": "p", "mean": 13.0, "ci95": 1.0, "episodes": 4, "n_agents": 4, "max_steps": 100},
            "vmas/navigation": {"skipped": "needs cvxpy"}}
     (tmp_path / "reference.json").write_text(json.dumps(ref))
-    monkeypatch.setattr(learning, "REFERENCE", tmp_path / "reference.json")
+    harness = sys.modules["harness"]  # what learning.py runs: its plots read the reference there
+    monkeypatch.setattr(harness, "REFERENCE", tmp_path / "reference.json")
     result = {"task": "vmas/balance", "hyperparameters": {"n_agents": {"vmas/balance": 4}, "max_steps": 100}}
-    assert learning._reference(result)["mean"] == 13.0
+    assert harness._reference(result)["mean"] == 13.0
     result["hyperparameters"]["max_steps"] = 25  # a preset with other episodes gets no line
-    assert learning._reference(result) is None
-    text = make_table.table(tmp_path)
+    assert harness._reference(result) is None
+    text = report.results_markdown(tmp_path)
     assert "| vmas/balance (4 agents, 100 steps) | `p` | 13.0 ± 1.0 (4 episodes) |" in text
     assert "| vmas/navigation | none: needs cvxpy | |" in text
 
 
 def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
-    make_table = load(monkeypatch, "make_table")
+    report = load(monkeypatch, "report")
     runs = {str(s): {"eval_return": [1.0, 2.0 + s]} for s in (0, 1)}
     result = {"task": "vmas/balance", "preset": "rewards", "seeds": [0, 1],
               "hyperparameters": {"frames": 10, "time_limit": "truncated"},
@@ -94,12 +100,12 @@ def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
     reeval = {"task": "vmas/balance", "preset": "rewards", "episodes": 256,
               "methods": {m: {"seeds": {"0": {"return": 1.0}, "1": {"return": 2.0}}} for m in result["methods"]}}
     (tmp_path / "vmas-balance.reeval.json").write_text(json.dumps(reeval))
-    text = make_table.table(tmp_path)
-    assert "| mappo | rn-tree2-p5-goal (task knowledge) | rn-tree2-p5 |" in text  # the learning tables' columns
-    # the verdict table and the re-evaluated one label it too; the method without goals is not labelled
-    assert "| vmas/balance (rewards, 10) | rn-tree2-p5-goal (task knowledge) | 2 |" in text
-    assert "| vmas/balance (rewards, 256) | rn-tree2-p5-goal (task knowledge) | 2 |" in text
-    assert "| vmas/balance (rewards, 256) | rn-tree2-p5 | 2 |" in text and "rn-tree2-p5 (task" not in text
+    text = rows(report.results_markdown(tmp_path))
+    goal = text["RN pairs, period 5, position goals + 0.1 team (`rn-tree2-p5-goal`)"]
+    # labelled in its row, which carries its verdicts on the final return and on the re-evaluation (2 seeds each)
+    assert goal.endswith("| task knowledge |") and goal.count(", 2 seeds |") == 2
+    assert "re-evaluated (256 episodes)" in report.results_markdown(tmp_path)
+    assert text["RN pairs, period 5 (`rn-tree2-p5`)"].endswith("|  |")  # the method without goals is not labelled
     learning = load(monkeypatch, "learning")
     assert learning.TASK_KNOWLEDGE == {m for m, d in learning.METHODS.items() if "goal" in d.get("vertex_reward", "")}
     assert {"rn-tree2-p5-goal", "rn-tree4-addressed-p5-goal0-w"} <= learning.TASK_KNOWLEDGE  # same rule
@@ -107,7 +113,7 @@ def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
 
 
 def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
-    make_table = load(monkeypatch, "make_table")
+    report = load(monkeypatch, "report")
 
     def runs(*finals):
         return {"seeds": {str(i): {"eval_return": [0.0, f]} for i, f in enumerate(finals)}}
@@ -118,20 +124,21 @@ def test_verdicts_need_disjoint_intervals(monkeypatch, tmp_path):
                           "rn-b": runs(2.0, 3.0, 4.0, 5.0, 6.0), "rn-c": runs(-9.0, -8.0), "rn-d": runs(-30.0, -29.0),
                           "ippo": runs(100.0, 101.0)}}
     (tmp_path / "vmas-balance.json").write_text(json.dumps(result))
-    text = make_table.table(tmp_path)
+    text = report.results_markdown(tmp_path)
     # 1..5: 3.0 ± 2.0 (t(4) = 2.776 x sd 1.58 / sqrt(5) = 1.96); 9..13: 11.0 ± 2.0, disjoint; 2..6 overlaps
-    assert "| vmas/balance (p, 10) | rn-a | 5 | 11.0 ± 2.0 | 3.0 ± 2.0 | wins |" in text
-    assert "| vmas/balance (p, 10) | rn-b | 5 | 4.0 ± 2.0 | 3.0 ± 2.0 | ties |" in text
+    assert "| `rn-a` | 5 | 11.0 ± 2.0 | wins: 11.0 ± 2.0 vs 3.0 ± 2.0, 5 seeds |" in text
+    assert "| `rn-b` | 5 | 4.0 ± 2.0 | ties: 4.0 ± 2.0 vs 3.0 ± 2.0, 5 seeds |" in text
     # two seeds are scored against MAPPO's same two seeds (1, 2: 1.5 ± 6.4, t(1) = 12.706 x 0.707 / sqrt(2)), not
     # against all five: -9, -8 overlaps it (against 3.0 ± 2.0 it would lose); -30, -29 is below it
-    assert "| rn-c | 2 | -8.5 ± 6.4 | 1.5 ± 6.4 | ties (provisional: fewer than 5 seeds) |" in text
-    assert "| rn-d | 2 | -29.5 ± 6.4 | 1.5 ± 6.4 | loses (provisional: fewer than 5 seeds) |" in text
-    assert make_table._pm(-0.784, 0.0312) == "-0.78 ± 0.03" and make_table._pm(50.71, 1.94) == "50.7 ± 1.9"
-    assert "| vmas/balance (p, 10) | ippo |" not in text  # only RN methods get a verdict
+    assert "| ties (provisional: fewer than 5 seeds): -8.5 ± 6.4 vs 1.5 ± 6.4, 2 seeds |" in rows(text)["`rn-c`"]
+    assert "| loses (provisional: fewer than 5 seeds): -29.5 ± 6.4 vs 1.5 ± 6.4, 2 seeds |" in rows(text)["`rn-d`"]
+    assert report._pm(-0.784, 0.0312) == "-0.78 ± 0.03" and report._pm(50.71, 1.94) == "50.7 ± 1.9"
+    # only RN methods get a verdict
+    assert rows(text)["IPPO (`ippo`)"].startswith("| IPPO (`ippo`) | 2 | 100.5 ± 6.4 (2 of 5 seeds) |  |  |")
 
 
 def test_reevaluated_runs_get_their_own_verdict_table(monkeypatch, tmp_path):
-    make_table = load(monkeypatch, "make_table")
+    report = load(monkeypatch, "report")
 
     def runs(*returns):
         return {"seeds": {str(i): {"return": r, "episodes": 256} for i, r in enumerate(returns)}}
@@ -140,15 +147,16 @@ def test_reevaluated_runs_get_their_own_verdict_table(monkeypatch, tmp_path):
               "methods": {"mappo": runs(-1.0, -0.9, -0.8, -0.7, -0.6), "rn-a": runs(-0.2, -0.1, 0.0, 0.1, 0.2),
                           "rn-b": runs(-0.9, -0.8, -0.7, -0.6, -0.5)}}
     (tmp_path / "vmas-dropout.reeval.json").write_text(json.dumps(reeval))
-    text = make_table.table(tmp_path)
+    text = report.results_markdown(tmp_path)
     # -1.0..-0.6: -0.80 ± 0.20 (t(4) = 2.776 x sd 0.158 / sqrt(5)); -0.2..0.2: 0.00 ± 0.20, disjoint; rn-b overlaps
-    assert "| vmas/dropout (d, 256) | rn-a | 5 | 0.00 ± 0.20 | -0.80 ± 0.20 | wins |" in text
-    assert "| vmas/dropout (d, 256) | rn-b | 5 | -0.70 ± 0.20 | -0.80 ± 0.20 | ties |" in text
+    assert "re-evaluated (256 episodes)" in text
+    assert "| `rn-a` | 5 |  |  |  |  | 0.00 ± 0.20 | wins: 0.00 ± 0.20 vs -0.80 ± 0.20, 5 seeds |" in text
+    assert "| `rn-b` | 5 |  |  |  |  | -0.70 ± 0.20 | ties: -0.70 ± 0.20 vs -0.80 ± 0.20, 5 seeds |" in text
     assert "No learning results yet" in text  # a re-evaluation is not read as a task's learning results
 
 
 def test_declared_seed_groups_get_their_own_verdict_rows(monkeypatch, tmp_path):
-    make_table = load(monkeypatch, "make_table")
+    report = load(monkeypatch, "report")
 
     def runs(values, key="eval_return"):
         return {"seeds": {str(i): ({key: [0.0, v]} if key == "eval_return" else {key: v, "episodes": 4})
@@ -163,9 +171,11 @@ def test_declared_seed_groups_get_their_own_verdict_rows(monkeypatch, tmp_path):
     reeval = {"task": "vmas/balance", "preset": "p", "episodes": 4,
               "methods": {"mappo": runs(mappo, "return"), "rn-a": runs(rn, "return")}}
     (tmp_path / "vmas-balance.reeval.json").write_text(json.dumps(reeval))
-    text = make_table.table(tmp_path)
+    text = report.results_markdown(tmp_path)
     # seeds 5-7 alone: 11.0 ± 2.5 against 2.0 ± 2.5 (t(2) = 4.303 x sd 1 / sqrt(3)), disjoint; all 8 overlap
-    for label in ("(p, 10)", "(p, 4)"):
-        assert f"| vmas/balance {label} | rn-a | 3 (replication: seeds 5, 6, 7) | 11.0 ± 2.5 | 2.0 ± 2.5 | wins " in text
-        assert f"| vmas/balance {label} | rn-a | 8 | " in text
+    group = rows(text)["`rn-a` (replication: seeds 5, 6, 7)"]
+    assert group.startswith("| `rn-a` (replication: seeds 5, 6, 7) | 3 | 11.0 ± 2.5 | wins ")
+    # the same verdict on the final return and on the re-evaluation
+    assert group.count("| wins (provisional: fewer than 5 seeds): 11.0 ± 2.5 vs 2.0 ± 2.5, 3 seeds |") == 2
+    assert rows(text)["`rn-a`"].startswith("| `rn-a` | 8 | ")
     assert "(all: seeds" not in text  # a group of every seed adds no row
