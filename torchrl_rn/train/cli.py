@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
 from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
-from torchrl_rn.train.trainer import DeviceFallbackWarning, NonFiniteError, RNTrainer
+from torchrl_rn.train.run import DeviceFallbackWarning
+from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
 
 __all__ = ["main"]
 

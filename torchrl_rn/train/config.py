@@ -369,14 +369,3 @@ def _flag(name: str) -> str:
 def _slug(text: str) -> str:
     """``text`` with everything but letters, digits, ``.``, ``+`` and ``-`` replaced by ``-``: a file name."""
     return re.sub(r"[^A-Za-z0-9.+-]", "-", text).strip(".-") or "run"
-
-
-def _check_writable(out: Path) -> None:
-    """Refuses an ``--out`` that cannot be created or written, without creating anything."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder.")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"--out {str(out)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r} is not writable ({str(existing)!r} is read-only).")

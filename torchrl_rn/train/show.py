@@ -25,6 +25,8 @@ from tensordict import TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.train.episodes import first_episode_mask
+from torchrl_rn.train.run import run_folder
 from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["vertex_stats", "draw_network", "show_run"]
@@ -40,11 +42,6 @@ def _entropy(actor, td: TensorDictBase, samples: int = 16) -> torch.Tensor:
         return -dist.log_prob(sample).mean(0)
 
 
-def _first_episode_mask(td: TensorDictBase) -> torch.Tensor:
-    done = td.get(("next", "done")).squeeze(-1).int()
-    return ((done.cumsum(-1) - done) == 0).float()  # [E, T]: up to and including the first done
-
-
 @torch.no_grad()
 def vertex_stats(trainer: RNTrainer, *, episodes: int = 8, seed: int = 12345) -> dict[str, dict[str, float]]:
     """Return, entropy and influence of every vertex of the trainer's graph (a flat one for MAPPO/IPPO)."""
@@ -52,7 +49,7 @@ def vertex_stats(trainer: RNTrainer, *, episodes: int = 8, seed: int = 12345) ->
     env = trainer._wrap(trainer._env_fn(episodes, seed))
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(trainer.config.max_steps, trainer.policy, break_when_any_done=False)
-    mask = _first_episode_mask(rollout)
+    mask = first_episode_mask(rollout).float()
     states = rollout.exclude("next").reshape(-1)
     composer = getattr(trainer, "composer", None) if trainer.graph is not None else None
     stats: dict[str, dict[str, float]] = {}
@@ -155,7 +152,7 @@ def show_run(run: str | Path, *, out: str | Path | None = None, episodes: int = 
     trainer = RNTrainer.resume(run, progress=False, read_only=True, device=device,
                                **({"env_fn": env_fn} if env_fn else {}))
     stats = vertex_stats(trainer, episodes=episodes, seed=seed)
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    run_dir = run_folder(run)
     path = Path(out) if out else run_dir / "network.png"
     cfg = trainer.config
     name = f"rn {cfg.graph}" if cfg.algo == "rn" else cfg.algo
