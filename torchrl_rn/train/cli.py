@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoint.pt into its folder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for f in dataclasses.fields(TrainConfig):
+    for f in TrainConfig.flat_fields():
         # None = not given: the --config file's value, else TrainConfig's default (the checkpoint's with --resume)
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
@@ -128,7 +128,7 @@ def _seed_list(text: str) -> list[int]:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's config: the ``--config`` file (if any), overridden by the flags given on the command line."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {f.name: getattr(args, f.name) for f in TrainConfig.flat_fields()}
     given = {k: v for k, v in given.items() if v is not None}
     if args.config:
         return TrainConfig.from_yaml(args.config, **given)
@@ -280,7 +280,7 @@ def _build(args: argparse.Namespace) -> RNTrainer:
         if args.force or args.config or args.seeds or args.sweep:
             raise ValueError("--resume continues one run as it was configured: it takes no --force, --config, "
                              "--seeds or --sweep.")
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+        given = {f.name: getattr(args, f.name) for f in TrainConfig.flat_fields()}
         return RNTrainer.resume(args.resume, settings={k: v for k, v in given.items() if v is not None},
                                 progress=progress)
     return RNTrainer(config_from_args(args), progress=progress, force=args.force)

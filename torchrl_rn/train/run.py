@@ -20,7 +20,6 @@ Examples:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -96,7 +95,7 @@ def prepare_folder(run_dir: Path, config: TrainConfig, *, force: bool = False) -
                 path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    tmp.write_text(json.dumps(config.to_flat(), indent=2, default=str))
     os.replace(tmp, run_dir / "config.json")
     tmp = run_dir / "config.yaml.tmp"
     config.to_yaml(tmp)
@@ -137,7 +136,7 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
     elif device_problem(recorded) is not None:
         raise ValueError(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: resume it where "
                          f"{recorded!r} is available, or evaluate it here with 'rn eval' (it falls back to the CPU).")
-    for name, value in (settings or {}).items():
+    for name, value in TrainConfig.flatten(settings or {}).items():
         if name == "out":
             if Path(value).resolve() != folder.resolve():
                 raise ValueError(f"--out {value!r} with --resume: a resumed run writes into its own folder "

@@ -326,7 +326,7 @@ class RNTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a run needs to continue exactly, as tensors and plain containers (``weights_only`` loadable)."""
-        return {"format": FORMAT, "config": dataclasses.asdict(self.config), "iteration": self.iteration,
+        return {"format": FORMAT, "config": self.config.to_flat(), "iteration": self.iteration,
                 "frames": self.frames, "loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "history": self.history, "rng": self._rng}
 
