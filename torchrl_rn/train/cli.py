@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                     "means when their instruction is replaced by another sample).",
     )
     show.add_argument("run", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
-    show.add_argument("--out", default=None, metavar="PNG", help="where to write the picture [default: <RUN>/network.png]")
+    show.add_argument("--out", default=None, metavar="PNG",
+                      help="where to write the picture [default: <RUN>/network.png]")
     show.add_argument("--episodes", type=int, default=8, metavar="N",
                       help="deterministic episodes the statistics are measured on [default: 8]")
     show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")

@@ -106,7 +106,8 @@ def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, vid
     Keyword Args:
         episodes (int): episodes, one per vectorised env, each up to ``max_steps`` long.
         seed (int): seed of the evaluation envs (not the training seed).
-        video (bool): also write a GIF of one more episode from the same seed (VMAS tasks) to ``video_path`` (default ``<run>/eval.gif``).
+        video (bool): also write a GIF of one more episode from the same seed (VMAS tasks) to ``video_path``
+            (default ``<run>/eval.gif``).
         device (str, optional): where the envs and the policy run; default: the run's own device, or the CPU where
             this machine lacks it (a run trained on a GPU, evaluated on a laptop).
         env_fn: as :class:`RNTrainer`'s, for runs on custom or mock envs.

@@ -70,8 +70,8 @@ class TaskConfig:
     n_agents: int | None = _opt(None, "number of agents (motors) for tasks that take it; omitted: the task's own "
                                 "default (balance and simple_spread 4, navigation 3)")
     continuous_actions: bool = _opt(True, "the agents' (motors') action space, for tasks that offer both (VMAS, "
-                                    "PettingZoo MPE, mock): continuous, or discrete (--no-continuous-actions; the MAPPO "
-                                    "paper's MPE runs)")
+                                    "PettingZoo MPE, mock): continuous, or discrete (--no-continuous-actions; the "
+                                    "MAPPO paper's MPE runs)")
     max_steps: int = _opt(100, "episode length: an env is reset after this many steps", unit="steps")
 
 

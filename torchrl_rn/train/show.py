@@ -146,7 +146,8 @@ def draw_network(graph: RNGraph, stats: dict[str, dict[str, float]], path: str |
 def show_run(run: str | Path, *, out: str | Path | None = None, episodes: int = 8, seed: int = 12345,
              device: str | None = None, env_fn=None) -> Path:
     """Draws the network of a run folder or checkpoint into ``out`` (default ``<run>/network.png``), with its
-    per-vertex numbers in ``network.json`` beside it. ``device``: as :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
+    per-vertex numbers in ``network.json`` beside it. ``device``: as
+    :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
     trainer = RNTrainer.resume(run, progress=False, read_only=True, device=device,

@@ -70,8 +70,8 @@ class RNTrainer:
 
     Keyword Args:
         env_fn (callable, optional): ``env_fn(num_envs, seed) -> EnvBase`` replacing the task factory (for custom or
-            mock envs); the env's agents must be in the group ``"agents"``; picklable (no lambda) with ``workers > 1`` or
-            ``ray``.
+            mock envs); the env's agents must be in the group ``"agents"``; picklable (no lambda) with ``workers > 1``
+            or ``ray``.
         progress (bool): show a progress bar. Defaults to ``True``.
         force (bool): start even if ``config.out`` holds a run, whose files are then removed when training starts.
             Defaults to ``False``: such a folder is refused with a :class:`ValueError`.
