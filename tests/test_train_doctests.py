@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["train.algorithms", "train.algorithms.base", "train.algorithms.rn", "train.algorithms.ppo_baselines",
-           "train.run", "train.episodes"]
+           "train.run", "train.episodes", "train.settings"]
 
 
 @pytest.mark.parametrize("name", MODULES)
