@@ -1,8 +1,15 @@
 """Training runs: the ``rn`` command line and :class:`RNTrainer`, one concept per module.
 
-* :mod:`~torchrl_rn.train.config`: :class:`TrainConfig`, every knob of a run;
-* :mod:`~torchrl_rn.train.trainer`: :class:`RNTrainer`, TorchRL's multi-agent PPO recipe for RN, MAPPO and IPPO;
+* :mod:`~torchrl_rn.train.config`: :class:`TrainConfig`, every knob of a run, made of the option groups of
+  :mod:`~torchrl_rn.train.settings` (:class:`TaskConfig`, :class:`PPOConfig`, :class:`RNConfig`, :class:`RunConfig`);
+* :mod:`~torchrl_rn.train.trainer`: :class:`RNTrainer`, TorchRL's multi-agent PPO recipe for RN, MAPPO and IPPO (the
+  loop only);
+* :mod:`~torchrl_rn.train.algorithms`: one builder per algorithm (RN; TorchRL's MAPPO and IPPO): policy, loss and value
+  estimator;
+* :mod:`~torchrl_rn.train.run`: the run folder policy (free, ``--force`` or refused; what ``--resume`` may change);
 * :mod:`~torchrl_rn.train.checkpoint`: atomic checkpoints and :func:`load_checkpoint`;
+* :mod:`~torchrl_rn.train.collection`: the collector, in one process, worker processes or Ray;
+* :mod:`~torchrl_rn.train.episodes`: episode returns of a rollout (the one first-episode mask);
 * :mod:`~torchrl_rn.train.diagnostics`: the per-group PPO diagnostics of an iteration (``metrics.csv`` columns);
 * :mod:`~torchrl_rn.train.stats`: mean and t-based 95% confidence intervals;
 * :mod:`~torchrl_rn.train.multiseed`: ``rn train --seeds``, one run per seed and their aggregate;
@@ -17,9 +24,12 @@ from __future__ import annotations
 
 from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from torchrl_rn.train.cli import main
-from torchrl_rn.train.config import ALGOS, GRAPH_SPEC_HELP, LOGGERS, TrainConfig
+from torchrl_rn.train.config import (ALGOS, GRAPH_SPEC_HELP, LOGGERS, PPOConfig, RNConfig, RunConfig, TaskConfig,
+                                     TrainConfig)
 from torchrl_rn.train.plots import plot_aggregate, plot_curves
-from torchrl_rn.train.trainer import DeviceFallbackWarning, NonFiniteError, RNTrainer
+from torchrl_rn.train.run import DeviceFallbackWarning
+from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
 
-__all__ = ["TrainConfig", "RNTrainer", "NonFiniteError", "DeviceFallbackWarning", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
+__all__ = ["TrainConfig", "TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "RNTrainer", "NonFiniteError",
+           "DeviceFallbackWarning", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
            "ALGOS", "LOGGERS", "CHECKPOINT", "GRAPH_SPEC_HELP"]

@@ -7,13 +7,16 @@ weights_only=True)``: a file from elsewhere can never run code while it is loade
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torchrl.checkpoint import GlobalRNGState
 
-__all__ = ["CHECKPOINT", "FORMAT", "CheckpointError", "load_checkpoint", "atomic_save"]
+__all__ = ["CHECKPOINT", "FORMAT", "CheckpointError", "load_checkpoint", "atomic_save", "rng_for_here", "isolated_rng"]
 
 CHECKPOINT = "checkpoint.pt"
 #: the ``format`` entry of every checkpoint this version writes (torchrl-rn/1 had no random state but torch's CPU one)
@@ -57,3 +60,21 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def rng_for_here(rng: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's random state without the generators of accelerators this machine lacks (a run trained on a GPU,
+    read on a CPU machine): ``GlobalRNGState`` refuses to load those."""
+    missing = {"torch_cuda": not torch.cuda.is_available(), "torch_mps": not torch.backends.mps.is_available(),
+               "torch_xpu": not (hasattr(torch, "xpu") and torch.xpu.is_available())}
+    return {key: value for key, value in rng.items() if not missing.get(key, False)}
+
+
+@contextlib.contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Runs a block without changing any global random generator (python, numpy, torch CPU and CUDA)."""
+    state = GlobalRNGState().state_dict()
+    try:
+        yield
+    finally:
+        GlobalRNGState().load_state_dict(state)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from torchrl_rn.graph import GraphError
 from torchrl_rn.train.checkpoint import CheckpointError
 from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
-from torchrl_rn.train.trainer import DeviceFallbackWarning, NonFiniteError, RNTrainer
+from torchrl_rn.train.run import DeviceFallbackWarning
+from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
 
 __all__ = ["main"]
 
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoint.pt into its folder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for f in dataclasses.fields(TrainConfig):
+    for f in TrainConfig.flat_fields():
         # None = not given: the --config file's value, else TrainConfig's default (the checkpoint's with --resume)
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
@@ -106,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                     "means when their instruction is replaced by another sample).",
     )
     show.add_argument("run", metavar="RUN", help="a run folder (holding checkpoint.pt) or a checkpoint file")
-    show.add_argument("--out", default=None, metavar="PNG", help="where to write the picture [default: <RUN>/network.png]")
+    show.add_argument("--out", default=None, metavar="PNG",
+                      help="where to write the picture [default: <RUN>/network.png]")
     show.add_argument("--episodes", type=int, default=8, metavar="N",
                       help="deterministic episodes the statistics are measured on [default: 8]")
     show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")
@@ -127,7 +129,7 @@ def _seed_list(text: str) -> list[int]:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's config: the ``--config`` file (if any), overridden by the flags given on the command line."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {f.name: getattr(args, f.name) for f in TrainConfig.flat_fields()}
     given = {k: v for k, v in given.items() if v is not None}
     if args.config:
         return TrainConfig.from_yaml(args.config, **given)
@@ -279,7 +281,7 @@ def _build(args: argparse.Namespace) -> RNTrainer:
         if args.force or args.config or args.seeds or args.sweep:
             raise ValueError("--resume continues one run as it was configured: it takes no --force, --config, "
                              "--seeds or --sweep.")
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+        given = {f.name: getattr(args, f.name) for f in TrainConfig.flat_fields()}
         return RNTrainer.resume(args.resume, settings={k: v for k, v in given.items() if v is not None},
                                 progress=progress)
     return RNTrainer(config_from_args(args), progress=progress, force=args.force)

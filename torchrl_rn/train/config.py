@@ -1,9 +1,17 @@
-"""``TrainConfig``: every knob of a training run, as one dataclass that documents itself.
+"""``TrainConfig``: every knob of a training run, as nested dataclasses that document themselves.
 
-Each field carries its meaning in ``field(metadata={"help": ...})`` (CleanRL's one docstring per field,
-BenchMARL's one comment per field); ``rn train --help`` is generated from it, with ``choices`` where the set is
-closed. A config reads from and writes to YAML (:meth:`TrainConfig.from_yaml`, :meth:`TrainConfig.to_yaml`): every
-run writes the config it ran as ``config.yaml``, and ``rn train --config <run>/config.yaml`` runs it again.
+A config is ``algo`` plus four option groups (:mod:`~torchrl_rn.train.settings`): ``env`` (:class:`TaskConfig`),
+``ppo`` (:class:`PPOConfig`), ``rn`` (:class:`RNConfig`, the settings only ``algo="rn"`` reads) and ``run``
+(:class:`RunConfig`). Each field carries its meaning in ``field(metadata={"help": ...})`` (CleanRL's one docstring per
+field, BenchMARL's one comment per field); ``rn train --help`` is generated from it, with ``choices`` where the set is
+closed.
+
+The flat names stay the interface: every field is also read, written and given by its own name
+(``config.lr`` is ``config.ppo.lr``; ``TrainConfig(task="mock", lr=1e-3)`` and :meth:`TrainConfig.from_flat` build a
+config from flat keywords), ``rn train``'s flags are ``--<name>``, and a config reads from and writes to YAML with one
+flat key per field (:meth:`TrainConfig.from_yaml`, :meth:`TrainConfig.to_yaml`; a file may also nest a group, e.g.
+``ppo: {lr: 0.001}``): every run writes the config it ran as ``config.yaml``, and ``rn train --config
+<run>/config.yaml`` runs it again. Checkpoints store the flat mapping (:meth:`TrainConfig.to_flat`), as before.
 """
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import importlib.util
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,169 +28,163 @@ from typing import Any
 import torch
 
 from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
-from torchrl_rn.rewards import REWARD_HELP, parse_reward
+from torchrl_rn.rewards import parse_reward
+from torchrl_rn.train.settings import (ALGOS, CRITICS, GRAPH_SPEC_HELP, LOGGERS, RN_ONLY, PPOConfig, RNConfig,
+                                       RunConfig, TaskConfig, _opt, field_help)
 
-__all__ = ["TrainConfig", "ALGOS", "LOGGERS", "CRITICS", "GRAPH_SPEC_HELP", "field_help", "device_problem"]
+__all__ = ["TrainConfig", "TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "LOGGERS", "CRITICS",
+           "GRAPH_SPEC_HELP", "field_help", "device_problem"]
 
-ALGOS = ("rn", "mappo", "ippo")
-CRITICS = ("local", "group")
-#: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
-LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
-           "trackio": "trackio"}
-
-#: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
-RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct")
-
-#: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
-GRAPH_SPEC_HELP = """\
-graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
-  flat          no managers: every agent is a motor on its own (RN's IPPO)
-  tree:B        one manager level; each manager commands B vertices below it (tree:2 over 4 agents = 2
-                managers of 2 agents each; a last manager takes the remainder)
-  tree:B1,B2    two manager levels: B1 agents per level-1 manager, B2 level-1 managers per level-2 manager
-                (tree:2,2 over 4 agents = 2 managers and 1 root); add numbers for more levels
-  dag / dag:M   M overlapping managers (default 2) whose agent blocks share one agent at each border
-  dag:M+root    the same with one root above the M managers
-  FILE.json     any DAG in networkx's node-link format: nx.node_link_data(g, edges="edges"); vertex
-                attributes (phi, psi, share, action_dim, message_dim, agent, period, reward, instruct) as in
-                RNGraph"""
+#: the option groups of a config: attribute name and dataclass
+GROUPS = {"env": TaskConfig, "ppo": PPOConfig, "rn": RNConfig, "run": RunConfig}
+#: the group that holds each flat field
+_OWNER = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+#: the flat fields in the order of ``rn train --help`` and of ``config.yaml`` (the order of the flat TrainConfig)
+FLAT_ORDER = ("task", "n_agents", "continuous_actions", "algo", "graph", "frames", "frames_per_batch", "max_steps",
+              "epochs", "minibatch_size", "lr", "max_grad_norm", "gamma", "lmbda", "clip_epsilon", "entropy_coeff",
+              "normalize_advantage", "value_norm", "num_cells", "manager_cells", "share_params", "phi", "beta",
+              "neighbourhood", "critic", "detach_messages", "periods", "observe_clock", "vertex_reward", "instruct",
+              "goal_warmup", "level_critics", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
+              "out")
 
 
-def _opt(default: Any, text: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:
-    """A dataclass field with its help text, closed set of choices and unit, as metadata."""
-    metadata = {"help": text, "choices": choices, "unit": unit}
-    return field(default=default, metadata=metadata)
+def _group(name: str) -> Any:
+    return field(default_factory=GROUPS[name], metadata={"help": GROUPS[name].__doc__.splitlines()[0]})
 
 
-def field_help(f: dataclasses.Field) -> str:
-    """The ``--help`` line of a field: meaning, unit and default (choices are shown by argparse)."""
-    text = f.metadata.get("help", "")
-    unit = f.metadata.get("unit")
-    default = f.default
-    shown = "the task's default" if default is None and f.name == "n_agents" else repr(default)
-    return f"{text} [{unit}; default: {shown}]" if unit else f"{text} [default: {shown}]"
-
-
-@dataclass
+@dataclass(init=False)
 class TrainConfig:
     """Every knob of a run. Defaults follow TorchRL's MAPPO tutorial, with 10 epochs and a short budget.
 
     Read a field's meaning with ``TrainConfig.help("beta")`` (or ``rn train --help``).
+
+    Keyword Args:
+        algo (str): the algorithm (see ``TrainConfig.help("algo")``).
+        env, ppo, rn, run: the option groups (:class:`TaskConfig`, :class:`PPOConfig`, :class:`RNConfig`,
+            :class:`RunConfig`), each as its dataclass or a mapping of its fields; default: the group's defaults.
+        **flat: any field by its flat name (``lr=1e-3``, ``graph="tree:4"``); they win over the groups.
+
+    Raises:
+        ValueError: a bad setting, in one line naming its flag.
+        TypeError: an unknown keyword.
 
     Examples:
         >>> TrainConfig(task="vmas/navigation", frames=12_000).frames_per_batch
         6000
         >>> TrainConfig.help("frames")
         'total environment steps to collect, summed over all vectorised envs (one step of one env = one frame; agents are not counted) [frames; default: 60000]'
+        >>> cfg = TrainConfig(ppo=PPOConfig(lr=1e-3), beta=0.5)
+        >>> cfg.lr, cfg.ppo.lr, cfg.rn.beta, cfg == TrainConfig.from_flat(lr=1e-3, beta=0.5)
+        (0.001, 0.001, 0.5, True)
     """
 
-    # ---- task
-    task: str = _opt("vmas/balance", "environment: 'vmas/<scenario>', 'pettingzoo/<family>/<env>', "
-                     "'gym/<id>' (one agent) or 'mock' (a contextual bandit for tests)")
-    n_agents: int | None = _opt(None, "number of agents (motors) for tasks that take it; omitted: the task's own "
-                                "default (balance and simple_spread 4, navigation 3)")
-    continuous_actions: bool = _opt(True, "the agents' (motors') action space, for tasks that offer both (VMAS, "
-                                    "PettingZoo MPE, mock): continuous, or discrete (--no-continuous-actions; the MAPPO "
-                                    "paper's MPE runs)")
-    # ---- algorithm and graph
     algo: str = _opt("rn", "'rn' trains the graph given by --graph with RNLoss and GraphGAE; 'mappo'/'ippo' train "
                      "TorchRL's MAPPOLoss/IPPOLoss with a centralised/local critic (the RN-only options are unused)",
                      choices=ALGOS)
-    graph: str = _opt("tree:2", "the agent graph of algo 'rn': flat, tree:B[,B2...] (B = branching factor, not a "
-                      "level count), dag[:M][+root] or a .json file; see 'graph specs' below")
-    # ---- budget and PPO
-    frames: int = _opt(60_000, "total environment steps to collect, summed over all vectorised envs (one step of "
-                       "one env = one frame; agents are not counted)", unit="frames")
-    frames_per_batch: int = _opt(6_000, "frames collected per iteration (one PPO update per batch); runs "
-                                 "frames_per_batch / max_steps vectorised envs", unit="frames")
-    max_steps: int = _opt(100, "episode length: an env is reset after this many steps", unit="steps")
-    epochs: int = _opt(10, "passes of PPO over each collected batch", unit="passes")
-    minibatch_size: int = _opt(400, "frames per gradient step; each epoch takes frames_per_batch // "
-                               "minibatch_size steps, sampled without replacement", unit="frames")
-    lr: float = _opt(3e-4, "Adam learning rate of every actor, critic and message encoder")
-    max_grad_norm: float = _opt(1.0, "gradients are clipped to this global L2 norm before each Adam step")
-    gamma: float = _opt(0.99, "per-step discount factor of the returns")
-    lmbda: float = _opt(0.9, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo")
-    clip_epsilon: float = _opt(0.2, "PPO's clipping range of the probability ratio (1 +- clip_epsilon)")
-    entropy_coeff: float = _opt(1e-4, "weight of the entropy bonus in each PPO loss")
-    normalize_advantage: bool = _opt(False, "standardise advantages over each minibatch (over batch and time, "
-                                     "not across a group's agents)")
-    value_norm: bool = _opt(False, "normalise value targets with TorchRL's PopArtValueNorm and let the critic predict "
-                            "normalised values (the MAPPO paper's value normalisation, on by default in its code)")
-    num_cells: int = _opt(256, "hidden width of the agents' (motors') policy and critic MLPs (2 hidden layers)",
-                          unit="units")
-    manager_cells: int = _opt(64, "hidden width of the managers' (non-motor vertices') MLPs; rn only",
-                              unit="units")
-    share_params: bool = _opt(True, "share weights between the vertices (agents) of a group")
-    # ---- RN-specific: message function of non-motor vertices, graph-advantage mixing, critic scope, gradient flow
-    phi: str = _opt("identity", "message a manager receives from below: 'identity' (its subordinates' "
-                    "observations), 'mean' (their mean) or 'learned' (an MLP encoder trained end to end); rn only",
-                    choices=PHI_OPTIONS)
-    beta: float = _opt(0.0, "GraphGAE mixing: each vertex's advantage is (1 - beta) * its own + beta * the mean "
-                       "of its graph neighbours' (0 = independent per vertex); rn only")
-    neighbourhood: str = _opt("both", "whose advantages beta mixes in: 'up' (superiors), 'down' (subordinates) or "
-                              "'both'; rn only", choices=NEIGHBOURHOODS)
-    critic: str = _opt("group", "value function scope of each RN group: 'local' (a vertex values its own inputs, "
-                       "IPPO-like) or 'group' (centralised over the group's vertices, MAPPO-like); rn only",
-                       choices=CRITICS)
-    detach_messages: bool = _opt(False, "stop superiors' losses from training their subordinates' learned "
-                                 "message encoders (TAG's decentralised training); rn with phi=learned only")
-    periods: str = _opt("", "decision period of each level, from the motors up ('1,5': the managers decide every 5 "
-                        "steps and hold their instruction in between, trained as semi-Markov decisions); '' = every "
-                        "vertex decides every step; rn only")
-    observe_clock: bool = _opt(False, "subordinates also observe the steps left until their superiors' next "
-                               "decisions (with --periods); rn only")
-    vertex_reward: str = _opt("psi", "reward function of every vertex that has superiors (roots keep psi; a goal "
-                              "reward goes to the motors): " + REWARD_HELP + "; rn only")
-    instruct: str = _opt("broadcast", "how a manager's action reaches its subordinates: 'broadcast' (each reads all "
-                         "of it) or 'addressed' (cut into one block per subordinate, each reads its own, so a manager "
-                         "can tell apart subordinates that share weights); rn only", choices=INSTRUCT_OPTIONS)
-    goal_warmup: int = _opt(0, "frames at the start of training in which the superiors of goal-rewarded motors give "
-                            "uniformly random goals and are not trained, so the motors first learn to reach goals "
-                            "(the feudal warm-up on random goals); needs a goal --vertex-reward; rn only",
-                            unit="frames")
-    level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "
-                              "learners per level: 'group,local' gives the motors a MAPPO-style centralised critic "
-                              "under managers with local, PPO-style critics); '' = --critic for every level; rn only")
-    # ---- evaluation, bookkeeping
-    eval_every: int = _opt(2, "evaluate the deterministic policy every this many iterations (and after the last)",
-                           unit="iterations")
-    eval_envs: int = _opt(16, "episodes per evaluation: one deterministic episode in each of this many envs, "
-                          "seeded with seed + 1", unit="episodes")
-    seed: int = _opt(0, "seed of torch and of the training envs (the eval envs use seed + 1)")
-    device: str = _opt("cpu", "torch device of the envs and models ('cpu', 'cuda', 'cuda:1', ...)")
-    # ---- collection
-    workers: int = _opt(1, "collector processes (TorchRL's MultiSyncCollector, or Ray actors with --ray); each runs "
-                        "num_envs / workers envs and collects frames_per_batch / workers frames of every batch",
-                        unit="processes")
-    ray: str | None = _opt(None, "Ray address for collection: 'local' starts a loopback-only instance here (no "
-                           "dashboard), '<head>:6379' joins a cluster; needs pip install 'torchrl-rn[distributed]'")
-    logger: str = _opt("", "TorchRL logger that also receives every metrics.csv scalar: 'tensorboard' (event "
-                       "files in <out>/logs), 'wandb', 'mlflow', 'trackio', 'csv' (TorchRL's CSVLogger, one file per "
-                       "scalar in <out>/logs: a copy of metrics.csv in another layout), or '' for none (metrics.csv "
-                       "is always written)", choices=tuple(LOGGERS))
-    out: str | None = _opt(None, "output folder of the run; omitted: results/<task>_<algo or rn-graph>_seed<seed>, "
-                           "or a fresh timestamped folder beside it when that one already holds a run")
+    env: TaskConfig = _group("env")
+    ppo: PPOConfig = _group("ppo")
+    rn: RNConfig = _group("rn")
+    run: RunConfig = _group("run")
 
+    def __init__(self, *, algo: str = "rn", env: TaskConfig | Mapping | None = None,
+                 ppo: PPOConfig | Mapping | None = None, rn: RNConfig | Mapping | None = None,
+                 run: RunConfig | Mapping | None = None, **flat: Any) -> None:
+        given = {"env": env, "ppo": ppo, "rn": rn, "run": run}
+        for name, cls in GROUPS.items():  # each group copied, never shared with another config
+            value = given[name]
+            if value is None:
+                value = cls()
+            elif isinstance(value, cls):
+                value = dataclasses.replace(value)
+            elif isinstance(value, Mapping):
+                value = cls(**value)
+            else:
+                raise TypeError(f"TrainConfig's {name} must be a {cls.__name__} or a mapping of its fields, got "
+                                f"{type(value).__name__}.")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "algo", algo)
+        for name, value in flat.items():
+            if name not in _OWNER:
+                raise TypeError(f"TrainConfig.__init__() got an unexpected keyword argument {name!r}")
+            setattr(self.__dict__[_OWNER[name]], name, value)
+        self._check()
+
+    def __getattr__(self, name: str) -> Any:  # a flat field: read from its group
+        owner = _OWNER.get(name)
+        if owner is None or owner not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.__dict__[owner], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # a flat field: written to its group
+        if name in _OWNER:
+            setattr(self.__dict__[_OWNER[name]], name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ flat view
+    @classmethod
+    def flat_fields(cls) -> list[dataclasses.Field]:
+        """Every field by its flat name, in the order of ``rn train --help`` and ``config.yaml``: ``algo`` and the
+        groups' fields (each with its help text, choices and unit)."""
+        fields = {f.name: f for group in GROUPS.values() for f in dataclasses.fields(group)}
+        fields["algo"] = next(f for f in dataclasses.fields(cls) if f.name == "algo")
+        return [fields[name] for name in FLAT_ORDER]
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> TrainConfig:
+        """A config from flat keywords (as :meth:`from_dict`: an unknown one is refused naming it).
+
+        Examples:
+            >>> TrainConfig.from_flat(task="mock", graph="tree:4").rn.graph
+            'tree:4'
+        """
+        return cls.from_dict(values)
+
+    def to_flat(self) -> dict[str, Any]:
+        """The config as one flat mapping of field values (what checkpoints and ``config.json`` hold).
+
+        Examples:
+            >>> flat = TrainConfig(seed=3).to_flat()
+            >>> flat["seed"], len(flat), TrainConfig(**flat) == TrainConfig(seed=3)
+            (3, 40, True)
+        """
+        return {name: getattr(self, name) for name in FLAT_ORDER}
+
+    @staticmethod
+    def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with every group given as a mapping or dataclass (``{"ppo": {"lr": 0.1}}``) spread into its
+        flat fields (``{"lr": 0.1}``); other keys are kept as they are."""
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in GROUPS and dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            if key in GROUPS and isinstance(value, Mapping):
+                flat.update(value)
+            else:
+                flat[key] = value
+        return flat
 
     # ------------------------------------------------------------------ help and YAML
     @classmethod
     def help(cls, name: str) -> str:
         """The help text of field ``name``: its meaning, unit and default."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in cls.flat_fields()}
         if name not in fields:
             raise KeyError(f"TrainConfig has no field {name!r}; fields: {', '.join(fields)}.")
         return field_help(fields[name])
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        """A config from a mapping of field values, with an error naming any unknown field and its source."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in values if k not in names]
+        """A config from a mapping of field values (flat, or a group nested under its name), with an error naming
+        any unknown field and its source."""
+        names = list(FLAT_ORDER)
+        unknown = [k for k in values if k not in names and k not in GROUPS]
+        for group in GROUPS:
+            if isinstance(values.get(group), Mapping):
+                unknown += [f"{group}.{k}" for k in values[group] if _OWNER.get(k) != group]
         if unknown:
             raise ValueError(f"{source}: unknown field(s) {unknown}; TrainConfig's fields: {', '.join(names)}.")
-        return cls(**values)
+        return cls(**cls.flatten(values))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -203,7 +206,7 @@ class TrainConfig:
             raise ValueError(f"cannot read config file {str(path)!r}: {err}") from None
         if not isinstance(values, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of TrainConfig fields.")
-        return cls.from_dict({**values, **overrides}, source=str(path))
+        return cls.from_dict({**cls.flatten(values), **overrides}, source=str(path))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The config as YAML, one commented line per field (the comment is the field's help); written to
@@ -211,7 +214,7 @@ class TrainConfig:
         import yaml
 
         lines = ["# torchrl-rn TrainConfig: run it with `rn train --config THIS_FILE` (flags override the file)"]
-        for f in dataclasses.fields(self):
+        for f in self.flat_fields():
             lines.append(f"# {field_help(f)}")
             lines.append(yaml.safe_dump({f.name: getattr(self, f.name)}, default_flow_style=False).rstrip())
         text = "\n".join(lines) + "\n"
@@ -219,7 +222,7 @@ class TrainConfig:
             Path(path).write_text(text)
         return text
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         """Refuses a bad setting in one line naming the option, before anything is built or written."""
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; choose one of {ALGOS}.")
@@ -276,8 +279,8 @@ class TrainConfig:
         if self.goal_warmup < 0:
             raise ValueError(f"--goal-warmup must be >= 0 frames, got {self.goal_warmup}.")
         if self.algo != "rn":  # RN-only settings would be silently ignored by the baselines: refuse them
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != defaults[name]]
+            defaults = RNConfig()
+            changed = [_flag(name) for name in RN_ONLY if getattr(self, name) != getattr(defaults, name)]
             if changed:
                 verb = "applies" if len(changed) == 1 else "apply"
                 raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
@@ -286,29 +289,13 @@ class TrainConfig:
 
     @property
     def period_list(self) -> list[int] | None:
-        """``periods`` as one int per level from the motors up (``None`` when empty: every vertex decides each step)."""
-        if not self.periods.strip():
-            return None
-        try:
-            values = [int(p) for p in self.periods.split(",")]
-        except ValueError:
-            values = []
-        if not values or any(p < 1 for p in values):
-            raise ValueError(f"--periods must be positive ints, one per level from the motors up (e.g. 1,5), "
-                             f"got {self.periods!r}.")
-        return values
+        """``periods`` as one int per level from the motors up: :attr:`RNConfig.period_list`."""
+        return self.rn.period_list
 
     @property
     def critic_setting(self) -> str | list[str]:
-        """The ``critic`` of :class:`~torchrl_rn.GraphComposer`: ``critic``, or ``level_critics`` as one scope per
-        level from the motors up."""
-        if not self.level_critics.strip():
-            return self.critic
-        scopes = [c.strip() for c in self.level_critics.split(",")]
-        if any(c not in CRITICS for c in scopes):
-            raise ValueError(f"--level-critics takes one of {CRITICS} per level from the motors up (e.g. group,local), "
-                             f"got {self.level_critics!r}.")
-        return scopes
+        """The ``critic`` of :class:`~torchrl_rn.GraphComposer`: :attr:`RNConfig.critic_setting`."""
+        return self.rn.critic_setting
 
     @property
     def num_envs(self) -> int:
@@ -369,14 +356,3 @@ def _flag(name: str) -> str:
 def _slug(text: str) -> str:
     """``text`` with everything but letters, digits, ``.``, ``+`` and ``-`` replaced by ``-``: a file name."""
     return re.sub(r"[^A-Za-z0-9.+-]", "-", text).strip(".-") or "run"
-
-
-def _check_writable(out: Path) -> None:
-    """Refuses an ``--out`` that cannot be created or written, without creating anything."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder.")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"--out {str(out)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r} is not writable ({str(existing)!r} is read-only).")

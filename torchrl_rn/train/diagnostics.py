@@ -8,12 +8,15 @@ minibatches of an iteration. The columns of ``metrics.csv`` are listed in :data:
 """
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from tensordict import TensorDictBase
 
-__all__ = ["loss_scalars", "MeanOver", "COLUMNS_DOC"]
+__all__ = ["loss_scalars", "MeanOver", "COLUMNS_DOC", "write_metrics"]
 
 #: What each column of ``metrics.csv`` means (and what the TorchRL logger receives under the same name).
 COLUMNS_DOC = {
@@ -89,3 +92,26 @@ class MeanOver:
 
     def mean(self) -> dict[str, float]:
         return {name: total / self._counts[name] for name, total in self._sums.items()}
+
+
+def write_metrics(history: list[dict[str, float]], path: str | Path) -> None:
+    """Writes a run's ``metrics.csv`` atomically, whole, from its history (so a resumed run never duplicates a row):
+    the columns of :data:`COLUMNS_DOC`, the per-group diagnostics ``"<group>/<name>"`` sorted, then the timings.
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.csv"
+        >>> write_metrics([{"iteration": 1, "frames": 10, "agents/entropy": 0.5, "wall_seconds": 2.0}], path)
+        >>> path.read_text().splitlines()[0]
+        'iteration,frames,train_return,eval_return,loss,grad_norm,agents/entropy,train_seconds,wall_seconds'
+    """
+    fields = ["iteration", "frames", "train_return", "eval_return", "loss", "grad_norm"]
+    extra = {k for row in history for k in row} - {*fields, "train_seconds", "wall_seconds"}
+    fields += sorted(extra) + ["train_seconds", "wall_seconds"]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in fields} for row in history)
+    os.replace(tmp, path)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from torchrl_rn.train.episodes import episode_returns
+from torchrl_rn.train.run import run_folder
 from torchrl_rn.train.stats import mean_std_ci95
 from torchrl_rn.train.trainer import RNTrainer
 
@@ -24,7 +25,12 @@ __all__ = ["EvalReport", "evaluate_run", "episode_returns", "render_rollout"]
 
 @dataclass
 class EvalReport:
-    """What ``rn eval`` prints: per-episode returns and their statistics."""
+    """What ``rn eval`` prints: per-episode returns and their statistics.
+
+    Examples:
+        >>> print(EvalReport([1.0, 3.0], seed=7, frames_trained=600).summary())
+        eval return (deterministic, 2 episodes, seed 7): mean 2.000, std 1.414, 95% CI +-12.706 (600 frames trained)
+    """
 
     returns: list[float]
     seed: int
@@ -58,22 +64,6 @@ class EvalReport:
         if self.video is not None:
             lines.append(f"video of one more episode from the same seed: {self.video}")
         return "\n".join(lines)
-
-
-def episode_returns(td: TensorDictBase) -> torch.Tensor:
-    """Return of each env's first episode in a rollout ``[E, T]``: the agents' mean reward summed to the first done.
-
-    Examples:
-        >>> from tensordict import TensorDict
-        >>> reward = torch.ones(2, 3, 2, 1)  # 2 envs, 3 steps, 2 agents
-        >>> done = torch.tensor([[False, True, False], [False, False, False]]).unsqueeze(-1)
-        >>> episode_returns(TensorDict({"next": {"agents": {"reward": reward}, "done": done}}, [2, 3])).tolist()
-        [2.0, 3.0]
-    """
-    reward = td.get(("next", "agents", "reward")).mean(-2).squeeze(-1)  # [E, T]
-    done = td.get(("next", "done")).squeeze(-1).int()
-    alive = (done.cumsum(-1) - done) == 0  # up to and including the first done
-    return (reward * alive).sum(-1)
 
 
 def _vmas_renderer(env: EnvBase) -> Callable[[], object]:
@@ -116,7 +106,8 @@ def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, vid
     Keyword Args:
         episodes (int): episodes, one per vectorised env, each up to ``max_steps`` long.
         seed (int): seed of the evaluation envs (not the training seed).
-        video (bool): also write a GIF of one more episode from the same seed (VMAS tasks) to ``video_path`` (default ``<run>/eval.gif``).
+        video (bool): also write a GIF of one more episode from the same seed (VMAS tasks) to ``video_path``
+            (default ``<run>/eval.gif``).
         device (str, optional): where the envs and the policy run; default: the run's own device, or the CPU where
             this machine lacks it (a run trained on a GPU, evaluated on a laptop).
         env_fn: as :class:`RNTrainer`'s, for runs on custom or mock envs.
@@ -125,7 +116,7 @@ def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, vid
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
     trainer = RNTrainer.resume(path, progress=False, read_only=True, device=device,
                                **({"env_fn": env_fn} if env_fn else {}))
-    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    run_dir = run_folder(path)
     video_env = None
     if video:  # checked first: a missing renderer fails before the statistics are computed
         video_env = trainer._wrap(trainer._env_fn(1, seed))

@@ -82,7 +82,7 @@ def run_seeds(config: TrainConfig, seeds: list[int], *, env_fn=None, progress: b
         writer.writeheader()
         writer.writerows({k: row.get(k, "") for k in fields} for row in rows)
     final = next((r for r in reversed(rows) if "eval_return_mean" in r), {})
-    summary = {"config": {**dataclasses.asdict(config), "seed": None}, "seeds": list(seeds), "runs": runs,
+    summary = {"config": {**config.to_flat(), "seed": None}, "seeds": list(seeds), "runs": runs,
                "final_eval_return": {k.removeprefix("eval_return_"): v for k, v in final.items()
                                      if k.startswith("eval_return_")},
                "curves": rows}
@@ -105,7 +105,7 @@ def parse_sweep(text: str) -> tuple[str, list]:
         ('vertex_reward', ['psi', 'goal:pos,beta=0.1'])
     """
     name, sep, values = text.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name: f for f in TrainConfig.flat_fields()}
     if not sep or name not in fields or name in ("seed", "out"):
         raise ValueError(f"--sweep takes FIELD=V1,V2,... (or V1;V2;... for values with commas) with a TrainConfig "
                          f"field other than seed/out, got {text!r}.")

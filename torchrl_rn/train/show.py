@@ -25,6 +25,8 @@ from tensordict import TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.train.episodes import first_episode_mask
+from torchrl_rn.train.run import run_folder
 from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["vertex_stats", "draw_network", "show_run"]
@@ -40,11 +42,6 @@ def _entropy(actor, td: TensorDictBase, samples: int = 16) -> torch.Tensor:
         return -dist.log_prob(sample).mean(0)
 
 
-def _first_episode_mask(td: TensorDictBase) -> torch.Tensor:
-    done = td.get(("next", "done")).squeeze(-1).int()
-    return ((done.cumsum(-1) - done) == 0).float()  # [E, T]: up to and including the first done
-
-
 @torch.no_grad()
 def vertex_stats(trainer: RNTrainer, *, episodes: int = 8, seed: int = 12345) -> dict[str, dict[str, float]]:
     """Return, entropy and influence of every vertex of the trainer's graph (a flat one for MAPPO/IPPO)."""
@@ -52,7 +49,7 @@ def vertex_stats(trainer: RNTrainer, *, episodes: int = 8, seed: int = 12345) ->
     env = trainer._wrap(trainer._env_fn(episodes, seed))
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(trainer.config.max_steps, trainer.policy, break_when_any_done=False)
-    mask = _first_episode_mask(rollout)
+    mask = first_episode_mask(rollout).float()
     states = rollout.exclude("next").reshape(-1)
     composer = getattr(trainer, "composer", None) if trainer.graph is not None else None
     stats: dict[str, dict[str, float]] = {}
@@ -149,13 +146,14 @@ def draw_network(graph: RNGraph, stats: dict[str, dict[str, float]], path: str |
 def show_run(run: str | Path, *, out: str | Path | None = None, episodes: int = 8, seed: int = 12345,
              device: str | None = None, env_fn=None) -> Path:
     """Draws the network of a run folder or checkpoint into ``out`` (default ``<run>/network.png``), with its
-    per-vertex numbers in ``network.json`` beside it. ``device``: as :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
+    per-vertex numbers in ``network.json`` beside it. ``device``: as
+    :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
     trainer = RNTrainer.resume(run, progress=False, read_only=True, device=device,
                                **({"env_fn": env_fn} if env_fn else {}))
     stats = vertex_stats(trainer, episodes=episodes, seed=seed)
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    run_dir = run_folder(run)
     path = Path(out) if out else run_dir / "network.png"
     cfg = trainer.config
     name = f"rn {cfg.graph}" if cfg.algo == "rn" else cfg.algo

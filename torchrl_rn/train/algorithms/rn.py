@@ -1,0 +1,90 @@
+"""An RN graph: :class:`~torchrl_rn.GraphComposer`'s policy and critics, trained by :class:`~torchrl_rn.RNLoss`
+with :class:`~torchrl_rn.GraphGAE`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.envs import EnvBase
+
+from torchrl_rn.composer import GraphComposer
+from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.loss import RNLoss
+from torchrl_rn.train.algorithms.base import Models
+from torchrl_rn.train.config import TrainConfig
+
+__all__ = ["RNModels", "make_graph", "build"]
+
+
+def make_graph(config: TrainConfig, n_agents: int) -> RNGraph:
+    """The graph of ``--graph`` over ``n_agents`` motors, with the run's vertex defaults, periods and vertex reward;
+    a :class:`~torchrl_rn.graph.GraphError` names the spec and the agent count.
+
+    Examples:
+        >>> make_graph(TrainConfig(graph="tree:2", periods="1,5"), 4).period("level1")
+        5
+    """
+    cfg = config
+    try:
+        return RNGraph.from_spec(cfg.graph, n_agents, defaults={"phi": cfg.phi, "instruct": cfg.instruct},
+                                 periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
+    except GraphError as err:
+        raise GraphError(f"--graph {cfg.graph!r} with {n_agents} agents: {err}") from None
+
+
+@dataclass
+class RNModels(Models):
+    """:class:`Models` of an RN graph: per-group losses, RN's own estimator call and the goal warm-up."""
+
+    def advantage(self, data: TensorDictBase) -> None:
+        self.loss.value_estimator(data)
+
+    def group_parameters(self) -> dict[str, list[torch.Tensor]]:
+        """Each RN group's own parameters (its actor and value head)."""
+        return {g: [p for p in loss.parameters() if p.requires_grad] for g, loss in self.loss.group_losses.items()}
+
+    def goal_warmup(self, warm: bool) -> bool:
+        if bool(self.composer.warming_up) == warm:
+            return False
+        self.composer.goal_warmup(warm)
+        return True
+
+
+def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | torch.device) -> RNModels:
+    """The composer of ``graph`` over the :class:`~torchrl_rn.LevelEnv`-wrapped ``env`` and its :class:`RNLoss`.
+
+    Raises:
+        ValueError: ``goal_warmup`` is set but no vertex of the graph is trained on a goal reward.
+
+    Examples:
+        >>> from torchrl_rn.envs import MockMultiAgentEnv
+        >>> from torchrl_rn.train.collection import wrap_env
+        >>> cfg = TrainConfig(task="mock", num_cells=8, manager_cells=8)
+        >>> graph = make_graph(cfg, 4)
+        >>> models = build(cfg, wrap_env(MockMultiAgentEnv(4, num_envs=2), graph), graph, device="cpu")
+        >>> sorted(models.group_parameters()), models.agent_group
+        (['agents', 'level1'], 'agents')
+    """
+    cfg = config
+    composer = GraphComposer(
+        graph, env, num_cells=cfg.num_cells, manager_cells=cfg.manager_cells,
+        share_params=cfg.share_params, critic=cfg.critic_setting,
+        detach_messages=cfg.detach_messages, observe_clock=cfg.observe_clock, value_norm=cfg.value_norm,
+        device=device,
+    )
+    loss = RNLoss(
+        composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
+        normalize_advantage=cfg.normalize_advantage, gamma=cfg.gamma, lmbda=cfg.lmbda, beta=cfg.beta,
+        neighbourhood=cfg.neighbourhood,
+    )
+    if cfg.goal_warmup and not composer.goal_warmup(False):
+        raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph!r} is trained on a "
+                         "goal reward (give one with --vertex-reward goal:...).")
+    # the next step (read by the estimator only), the collector's trajectory ids, the distribution parameters and
+    # the bottom-up pass's outputs (the loss recomputes both with gradients)
+    actors = [composer.actor(g) for g in graph.groups]
+    unread = ["next", ("collector", "traj_ids"), *(k for a in actors for k in a.module[0].out_keys),
+              *composer.messages.out_keys]
+    return RNModels(policy=composer.policy, loss=loss, unread_keys=list(dict.fromkeys(unread)),
+                    agent_group=graph.env_group, graph=graph, composer=composer)

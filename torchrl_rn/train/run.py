@@ -1,0 +1,161 @@
+"""The run folder policy: where a run writes, what it may replace, and what a resumed or read run is configured as.
+
+* A new run never takes another run's folder: one that holds a run (any of :data:`RUN_FILES`) is refused
+  (:func:`refuse_existing_run`) unless ``force``, which removes that run's files when training starts
+  (:func:`prepare_folder`); a run without ``out`` goes to ``results/<task>_<method>_seed<seed>`` or, when that holds
+  a run, to the same name with a timestamp (:func:`free_folder`).
+* A resumed run writes into its checkpoint's folder, with the configuration it recorded: only the settings in
+  :data:`RESUMABLE` may change, any other one given must equal the recorded one (:func:`resumed_config`).
+* A run read for ``rn eval`` or ``rn show`` (``read_only``) needs no writable folder and runs on its own device, or on
+  the CPU where this machine lacks it (with a :class:`DeviceFallbackWarning`).
+
+Examples:
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> free_folder(folder) == folder, holds_run(folder)
+    (True, [])
+    >>> (folder / "metrics.csv").touch()
+    >>> holds_run(folder), free_folder(folder).name.startswith(folder.name + "_")
+    (['metrics.csv'], True)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
+from torchrl_rn.train.config import TrainConfig, device_problem
+
+__all__ = ["RUN_FILES", "RESUMABLE", "DeviceFallbackWarning", "run_folder", "holds_run", "refuse_existing_run",
+           "free_folder", "check_writable", "prepare_folder", "resumed_config"]
+
+#: the files of a run in its folder (``--force`` removes exactly these before a new run starts there)
+RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
+#: settings ``--resume`` can change; any other given setting must equal the checkpoint's
+RESUMABLE = ("frames",)
+
+class DeviceFallbackWarning(UserWarning):
+    """A read-only trainer (``rn eval``, ``rn show``) runs on the CPU because this machine lacks the run's device."""
+
+
+def run_folder(path: str | Path) -> Path:
+    """The folder of a run given as its folder or as its checkpoint file."""
+    return Path(path) if Path(path).is_dir() else Path(path).parent
+
+
+def holds_run(folder: Path) -> list[str]:
+    """The run files :data:`RUN_FILES` that ``folder`` holds."""
+    return [name for name in RUN_FILES if (folder / name).exists()] if folder.is_dir() else []
+
+
+def refuse_existing_run(folder: Path) -> None:
+    """Raises a :class:`ValueError` if ``folder`` holds a run (it names the files, ``--resume`` and ``--force``)."""
+    if found := holds_run(folder):
+        raise ValueError(f"--out {str(folder)!r} already holds a run ({', '.join(found)}); continue it with "
+                         f"'rn train --resume {folder}', or pass --force to replace it.")
+
+
+def free_folder(folder: Path) -> Path:
+    """``folder`` if it holds no run, else ``folder`` with a timestamp (and a counter if that is taken too)."""
+    if not holds_run(folder):
+        return folder
+    stamped = folder.with_name(f"{folder.name}_{time.strftime('%Y%m%d-%H%M%S')}")
+    candidate, k = stamped, 1
+    while candidate.exists():
+        k += 1
+        candidate = stamped.with_name(f"{stamped.name}-{k}")
+    return candidate
+
+
+def check_writable(out: Path) -> None:
+    """Refuses an ``--out`` that cannot be created or written, without creating anything."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder.")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(out)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r} is not writable ({str(existing)!r} is read-only).")
+
+
+def prepare_folder(run_dir: Path, config: TrainConfig, *, force: bool = False) -> None:
+    """Creates the run folder (``force``: first removes the old run's files :data:`RUN_FILES`) and writes the run's
+    ``config.json`` and ``config.yaml`` (the config this run ran: ``rn train --config`` runs it again), atomically."""
+    if force:
+        for name in RUN_FILES:
+            path = run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "config.json.tmp"
+    tmp.write_text(json.dumps(config.to_flat(), indent=2, default=str))
+    os.replace(tmp, run_dir / "config.json")
+    tmp = run_dir / "config.yaml.tmp"
+    config.to_yaml(tmp)
+    os.replace(tmp, run_dir / "config.yaml")
+
+
+def resumed_config(path: str | Path, *, frames: int | None = None, settings: dict[str, Any] | None = None,
+                   read_only: bool = False, device: str | None = None, state: dict | None = None) -> TrainConfig:
+    """The configuration of the run a checkpoint holds, as it continues (or is read) here.
+
+    Args:
+        path: a checkpoint file or a run folder.
+
+    Keyword Args:
+        frames (int, optional): a new frame budget (the only setting a resumed run may change).
+        settings (dict, optional): other settings given with the resume (e.g. from the command line); each must
+            equal the checkpoint's, otherwise a :class:`ValueError` names it.
+        read_only (bool): the run will not train (e.g. ``rn eval``): its folder need not be writable.
+        device (str, optional): where a read-only run runs (e.g. ``"cpu"`` for a run trained on a GPU). Default: the
+            run's own device, or the CPU where this machine lacks it. A run that trains continues on its own device.
+        state (dict, optional): the checkpoint, if already loaded.
+
+    Raises:
+        ValueError: a setting differs from the checkpoint's, or the device is unavailable for a training run.
+        CheckpointError: the checkpoint's configuration cannot be read by this torchrl-rn.
+    """
+    state = load_checkpoint(path) if state is None else state
+    folder = run_folder(path)
+    config = dict(state["config"])
+    recorded = str(config.get("device", "cpu"))
+    if read_only:
+        config["device"] = device if device is not None else (recorded if device_problem(recorded) is None else "cpu")
+        if device is None and config["device"] != recorded:
+            warnings.warn(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: it runs on the "
+                          "CPU here (--device chooses).", DeviceFallbackWarning, stacklevel=3)
+    elif device is not None:
+        raise ValueError("a resumed run trains on its own device; device= applies to read-only trainers only.")
+    elif device_problem(recorded) is not None:
+        raise ValueError(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: resume it where "
+                         f"{recorded!r} is available, or evaluate it here with 'rn eval' (it falls back to the CPU).")
+    for name, value in TrainConfig.flatten(settings or {}).items():
+        if name == "out":
+            if Path(value).resolve() != folder.resolve():
+                raise ValueError(f"--out {value!r} with --resume: a resumed run writes into its own folder "
+                                 f"{str(folder)!r}.")
+        elif name in RESUMABLE:
+            frames = value if frames is None else frames
+        elif name not in config:
+            raise ValueError(f"--{name.replace('_', '-')} cannot be given with --resume.")
+        elif value != config[name]:
+            flag, changeable = "--" + name.replace("_", "-"), ", ".join("--" + r for r in RESUMABLE)
+            raise ValueError(f"{flag} {value!r} differs from the checkpoint's {config[name]!r}: --resume "
+                             f"continues a run as configured (only {changeable} can change).")
+    if frames is not None:
+        config["frames"] = frames
+    config["out"] = str(folder)  # where the run lives now, even if it was copied or started without --out
+    try:
+        config = TrainConfig(**config)
+    except TypeError as err:
+        raise CheckpointError(f"{str(path)!r} holds a configuration this torchrl-rn cannot read ({err}).") from None
+    if not read_only:
+        check_writable(config.run_dir)
+    return config
