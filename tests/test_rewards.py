@@ -22,11 +22,11 @@ from torchrl_rn.rewards import (
     GoalRewardModule,
     PsiReward,
     SuperiorAdvantage,
-    hold_decisions,
     parse_reward,
-    superior_weights,
 )
-from torchrl_rn.vertex import RandomGoals
+from torchrl_rn.graph import superior_weights
+from torchrl_rn.modules import RandomGoals
+from torchrl_rn.objectives import hold_decisions
 
 
 # ---------------------------------------------------------------------------------------------------- parsing

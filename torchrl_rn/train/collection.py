@@ -55,7 +55,7 @@ from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
 from torchrl_rn.envs import make_env
 from torchrl_rn.graph import RNGraph
-from torchrl_rn.level_env import LevelEnv
+from torchrl_rn.envs import LevelEnv
 
 __all__ = ["make_collector", "ray_init_config", "task_env_fn", "worker_env_fns", "wrap_env"]
 
