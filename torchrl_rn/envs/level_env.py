@@ -1,6 +1,7 @@
 """``LevelEnv``: the environment as seen by the vertices of a Reinforcement Network.
 
-The graph transform (``LevelEnv(graph)``, a :class:`~torchrl.envs.Transform`): every vertex group gets ``reward``, ``done`` and ``terminated``
+The graph transform (``LevelEnv(graph)``, a :class:`~torchrl.envs.Transform`): every vertex group gets ``reward``,
+``done`` and ``terminated``
   entries (``truncated`` too where the env has it; rewards routed up the DAG with ``psi``/``share``) and an
   ``instruction`` state entry that carries a step's instructions into its ``"next"`` data, so that a critic can be
   evaluated there. With the composed policy and a stock collector, a batch holds every vertex's data. The env's own

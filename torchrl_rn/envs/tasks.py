@@ -19,9 +19,8 @@ import re
 import warnings
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase, Transform, TransformedEnv
+from torchrl.data import Composite
+from torchrl.envs import EnvBase, TransformedEnv
 
 from torchrl_rn.envs.mock import MockMultiAgentEnv, SingleAgentGroup
 from torchrl_rn.keys import ENV_GROUP

@@ -15,7 +15,7 @@ import networkx as nx
 import torch
 
 from torchrl_rn.graph import builders, layout, validate
-from torchrl_rn.graph.spec import NEIGHBOURHOODS, VERTEX_DEFAULTS, GraphError, VertexSpec
+from torchrl_rn.graph.spec import VERTEX_DEFAULTS, GraphError, VertexSpec
 from torchrl_rn.rewards import VertexReward, as_reward
 
 __all__ = ["RNGraph"]
@@ -25,27 +25,10 @@ class RNGraph:
     """A validated Reinforcement-Network DAG.
 
     Args:
-        graph (nx.DiGraph): edges go from superior to subordinate. Vertex attributes (all optional):
-            ``action_dim`` (int, size of the instruction a non-motor vertex sends down; default 4, or, over motors
-            with a goal reward, one goal per subordinate when that is larger),
-            ``message_dim`` (int, output size of a ``"learned"`` message; default 16),
-            ``phi`` (``"identity"`` | ``"mean"`` | ``"learned"``: the message function),
-            ``psi`` (``"sum"`` | ``"mean"`` | callable: how a vertex's reward is made from its
-            subordinates' rewards; a callable gets a ``[*B, k]`` tensor and returns ``[*B]``),
-            ``share`` (``"split"`` | ``"copy"``: a vertex with several superiors gives each its reward
-            divided by their number, or in full), ``period`` (int >= 1: the vertex decides every ``period``
-            environment steps and holds its action in between; default 1, every step; all vertices of a group
-            share one period), ``agent`` (int, the env agent a motor drives),
-            ``group`` (str, the vertex group; defaults to ``env_group`` for motors and
-            ``"level<l>"`` otherwise), ``reward`` (the vertex's reward function, a
-            :class:`~torchrl_rn.rewards.VertexReward` or its string: ``"psi"`` (default), ``"advantage[:alpha]"``,
-            ``"goal:SLICE,..."``; see :mod:`torchrl_rn.rewards`; all vertices of a group share one),
-            ``instruct`` (``"broadcast"`` | ``"addressed"``: every subordinate of the vertex reads its whole
-            action (default), or the action is cut into equal blocks, one per subordinate in
-            :meth:`subordinates` order, and each subordinate reads only its own, so a manager can tell its
-            subordinates apart even when they share weights; all vertices of a group share one; see
-            :meth:`instruction_slice`). The order of a vertex's superiors and subordinates is the order in
-            which the edges were added (or the edge attribute ``order`` where given); it fixes the
+        graph (nx.DiGraph): edges go from superior to subordinate. Vertex attributes (all optional): those of
+            :class:`~torchrl_rn.graph.spec.VertexSpec`, ``agent`` (int, the env agent a motor drives) and ``group``
+            (str, the vertex group; defaults to ``env_group`` for motors and ``"level<l>"`` otherwise). The order
+            of a vertex's superiors and subordinates is the order in which the edges were added (or the edge attribute ``order`` where given); it fixes the
             concatenation order of instructions and messages. The graph is copied and frozen: ``RNGraph.nx``
             (structure and attributes) is read-only, so the cached levels, groups and positions cannot go stale;
             edit ``graph.nx.copy()`` and build a new ``RNGraph`` instead.
@@ -61,7 +44,8 @@ class RNGraph:
             (:meth:`flat`, :meth:`tree`, :meth:`overlapping`, :meth:`from_spec`) pass it on, e.g.
             ``RNGraph.tree(4, [2], periods=[1, 5])``: the level-1 managers decide every 5 steps.
         vertex_reward (str or VertexReward, optional): the reward function of every vertex that has superiors and
-            sets no ``reward`` itself (roots keep ``psi``; a goal reward goes to the motors only); the builders pass it on, e.g.
+            sets no ``reward`` itself (roots keep ``psi``; a goal reward goes to the motors only); the builders pass
+            it on, e.g.
             ``RNGraph.tree(4, [2], vertex_reward="advantage:0.5")``.
 
     Raises:
@@ -313,10 +297,7 @@ class RNGraph:
         Args:
             neighbourhood: ``"up"`` (superiors), ``"down"`` (subordinates) or ``"both"``.
         """
-        if neighbourhood not in NEIGHBOURHOODS:
-            raise ValueError(f"unknown neighbourhood {neighbourhood!r}; choose one of {NEIGHBOURHOODS}.")
-        down = torch.from_numpy(nx.to_numpy_array(self.nx, nodelist=self.vertex_order, weight=None)).float()
-        return {"down": down, "up": down.T, "both": down + down.T}[neighbourhood].contiguous()
+        return layout.adjacency(self, neighbourhood)
 
     def reward_weights(self, group: str) -> tuple[list[str], torch.Tensor] | None:
         """Linear reward routing into ``group``: ``(source groups, W)`` with ``r_group = W @ r_sources``.
@@ -340,7 +321,6 @@ class RNGraph:
         ]
 
     # ------------------------------------------------------------------ builders
-    @classmethod
     @classmethod
     def flat(cls, n_agents: int, **kwargs: Any) -> RNGraph:
         """Motors only: ``n_agents`` independent vertices (with ``beta=0`` this is IPPO).

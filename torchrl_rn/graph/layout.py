@@ -20,12 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import torch
+
+from torchrl_rn.graph.spec import NEIGHBOURHOODS
 
 if TYPE_CHECKING:
     from torchrl_rn.graph.graph import RNGraph
 
-__all__ = ["GroupDims", "GroupLayout", "bank_offsets", "gather_index", "neighbour_weights", "reward_weights",
+__all__ = ["adjacency", "GroupDims", "GroupLayout", "bank_offsets", "gather_index", "neighbour_weights", "reward_weights",
            "superior_weights", "goal_index"]
 
 
@@ -43,6 +46,14 @@ class GroupDims:
         """The sizes as :meth:`RNGraph.dims` gives them."""
         out = asdict(self)
         return {k: out[k] for k in ("observation", "message", "instruction", "n")}
+
+
+def adjacency(graph: RNGraph, neighbourhood: str = "both") -> torch.Tensor:
+    """See :meth:`RNGraph.adjacency`."""
+    if neighbourhood not in NEIGHBOURHOODS:
+        raise ValueError(f"unknown neighbourhood {neighbourhood!r}; choose one of {NEIGHBOURHOODS}.")
+    down = torch.from_numpy(nx.to_numpy_array(graph.nx, nodelist=graph.vertex_order, weight=None)).float()
+    return {"down": down, "up": down.T, "both": down + down.T}[neighbourhood].contiguous()
 
 
 def bank_offsets(graph: RNGraph, sources: Sequence[str], sizes: dict[str, int] | None = None) -> dict[str, int]:
@@ -171,7 +182,8 @@ class GroupLayout:
             if phi == "identity":
                 msg = obs
             elif phi == "mean":
-                msg = obs if g == graph.env_group else self.dims[graph.group_of(graph.subordinates(members[0])[0])].message
+                below = graph.group_of(graph.subordinates(members[0])[0])
+                msg = obs if g == graph.env_group else self.dims[below].message
             else:
                 msg = graph.attr(members[0], "message_dim")
             instr = max(

@@ -3,6 +3,7 @@
 Examples:
     >>> VERTEX_DEFAULTS["phi"], PHI_OPTIONS
     ('identity', ('identity', 'mean', 'learned'))
+    >>> from torchrl_rn.rewards import PsiReward
     >>> VertexSpec(action_dim=4, message_dim=16, phi="mean", psi="sum", share="split", period=5,
     ...            reward=PsiReward(), instruct="broadcast").period
     5
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torchrl_rn.rewards import PsiReward, VertexReward
+from torchrl_rn.rewards import VertexReward
 
 __all__ = ["PHI_OPTIONS", "PSI_OPTIONS", "SHARE_OPTIONS", "INSTRUCT_OPTIONS", "NEIGHBOURHOODS", "VERTEX_DEFAULTS",
            "GraphError", "VertexSpec"]
@@ -46,7 +47,26 @@ class GraphError(ValueError):
 @dataclass(frozen=True)
 class VertexSpec:
     """One vertex's attributes, resolved once (its own, its level's ``periods`` entry, the graph's
-    ``vertex_reward``, the size a goal needs, or the default): see :class:`~torchrl_rn.RNGraph` for their meaning.
+    ``vertex_reward``, the size a goal needs, or the default).
+
+    The attributes a vertex of an :class:`~torchrl_rn.RNGraph` may set (all optional):
+    ``action_dim`` (int, size of the instruction a non-motor vertex sends down; default 4, or, over motors
+    with a goal reward, one goal per subordinate when that is larger),
+    ``message_dim`` (int, output size of a ``"learned"`` message; default 16),
+    ``phi`` (``"identity"`` | ``"mean"`` | ``"learned"``: the message function),
+    ``psi`` (``"sum"`` | ``"mean"`` | callable: how a vertex's reward is made from its
+    subordinates' rewards; a callable gets a ``[*B, k]`` tensor and returns ``[*B]``),
+    ``share`` (``"split"`` | ``"copy"``: a vertex with several superiors gives each its reward
+    divided by their number, or in full), ``period`` (int >= 1: the vertex decides every ``period``
+    environment steps and holds its action in between; default 1, every step; all vertices of a group
+    share one period), ``reward`` (the vertex's reward function, a
+    :class:`~torchrl_rn.rewards.VertexReward` or its string: ``"psi"`` (default), ``"advantage[:alpha]"``,
+    ``"goal:SLICE,..."``; see :mod:`torchrl_rn.rewards`; all vertices of a group share one),
+    ``instruct`` (``"broadcast"`` | ``"addressed"``: every subordinate of the vertex reads its whole
+    action (default), or the action is cut into equal blocks, one per subordinate in
+    :meth:`RNGraph.subordinates` order, and each subordinate reads only its own, so a manager can tell its
+    subordinates apart even when they share weights; all vertices of a group share one; see
+    :meth:`RNGraph.instruction_slice`).
     """
 
     action_dim: int | None

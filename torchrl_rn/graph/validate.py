@@ -9,7 +9,7 @@ Examples:
     >>> check_acyclic(nx.DiGraph([("a", "b"), ("b", "a")]))
     Traceback (most recent call last):
     ...
-    torchrl_rn.graph.spec.GraphError: the agent graph has a cycle: a -> b -> a. An RN graph must be acyclic (edges go from superior to subordinate).
+    torchrl_rn.graph.spec.GraphError: the agent graph has a cycle: a -> b -> a. An RN graph must be acyclic ...
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from torchrl_rn.rewards import VertexReward, as_reward
 if TYPE_CHECKING:
     from torchrl_rn.graph.graph import RNGraph
 
-__all__ = ["frozen_copy", "check_acyclic", "check_attributes", "compute_levels", "check_periods", "bind_motors", "compute_groups",
-           "goal_action_dims", "resolve_specs", "check_groups", "check_instructions", "check_rewards"]
+__all__ = ["frozen_copy", "check_acyclic", "check_attributes", "compute_levels", "check_periods", "bind_motors",
+           "compute_groups", "goal_action_dims", "resolve_specs", "check_groups", "check_instructions", "check_rewards"]
 
 
 def _raw(nxg: nx.DiGraph, defaults: dict, v: Any, name: str) -> Any:

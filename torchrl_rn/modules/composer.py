@@ -47,7 +47,8 @@ class GraphComposer(nn.Module):
             :class:`~torchrl_rn.value_norm.Denormalize` with the group's own TorchRL ``PopArtValueNorm``
             (``vertex_groups[g].value_norm``, which :class:`~torchrl_rn.RNLoss` updates). Defaults to ``False``.
         observe_clock (bool): vertices whose superiors decide every ``k > 1`` steps also observe the steps left until
-            those superiors' next decisions (``(group, "superior_clock")``, see :class:`~torchrl_rn.modules.decisions.SuperiorClock`).
+            those superiors' next decisions (``(group, "superior_clock")``, see
+            :class:`~torchrl_rn.modules.decisions.SuperiorClock`).
             Defaults to ``False``; it changes nothing in a graph without periods.
         device: parameter device; defaults to the env's.
 
@@ -137,7 +138,8 @@ class GraphComposer(nn.Module):
 
     def goal_warmup(self, active: bool = True) -> list[str]:
         """Turns the goal warm-up on or off: superiors of goal-rewarded vertices give uniformly random goals
-        (:class:`~torchrl_rn.modules.decisions.RandomGoals`) and :class:`~torchrl_rn.RNLoss` leaves them untrained, so their
+        (:class:`~torchrl_rn.modules.decisions.RandomGoals`) and :class:`~torchrl_rn.RNLoss` leaves them untrained, so
+        their
         subordinates learn to reach goals first (the feudal warm-up on random goals). Returns the groups affected
         (empty without goal rewards).
 

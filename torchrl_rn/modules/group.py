@@ -1,8 +1,8 @@
 """A vertex group of a Reinforcement Network as TensorDict modules.
 
 Every vertex of a group is evaluated in one batched call (``MultiAgentMLP`` over the group's agent dimension):
-the group is the unit of speed. A group owns up to five modules (see :mod:`~torchrl_rn.modules.gather`, :mod:`~torchrl_rn.modules.heads`
-and :mod:`~torchrl_rn.modules.decisions`), all reading and writing nested keys
+the group is the unit of speed. A group owns up to five modules (see :mod:`~torchrl_rn.modules.gather`,
+:mod:`~torchrl_rn.modules.heads` and :mod:`~torchrl_rn.modules.decisions`), all reading and writing nested keys
 ``(group, field)``:
 
 * ``observation_gather``: ``o-`` = its vertices' subordinates' messages, concatenated in ``I-`` order;

@@ -130,7 +130,8 @@ class GraphGAE(ValueEstimatorBase):
         n = len(graph.vertex_order)
         if isinstance(neighbourhood, torch.Tensor):
             if neighbourhood.shape != (n, n):
-                raise ValueError(f"neighbourhood matrix must be [{n}, {n}] (graph.vertex_order), got {tuple(neighbourhood.shape)}.")
+                raise ValueError(f"neighbourhood matrix must be [{n}, {n}] (graph.vertex_order), got "
+                                 f"{tuple(neighbourhood.shape)}.")
             weights = neighbourhood.float()
         else:
             adj = graph.adjacency(neighbourhood)

@@ -57,7 +57,8 @@ class RNLoss(LossModule):
         loss_cls (type or Mapping[str, type]): the per-group TorchRL loss. Defaults to
             :class:`~torchrl.objectives.ClipPPOLoss` (``MAPPOLoss``/``IPPOLoss`` work too); a ``{group: class}``
             mapping chooses it per group (groups left out get ``ClipPPOLoss``). A composer built with
-            ``value_norm=True`` gives each group loss its group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes ``MAPPOLoss``, which has that hook).
+            ``value_norm=True`` gives each group loss its group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes
+            ``MAPPOLoss``, which has that hook).
         clip_epsilon, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage: passed to every group's
             loss. Advantages are standardised over batch and time but not across a group's agents (TorchRL's
             multi-agent convention).
