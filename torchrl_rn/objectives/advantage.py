@@ -149,6 +149,7 @@ class GraphGAE(ValueEstimatorBase):
                            if r.reads_superior_advantage}
         # extra copies a loss asked for: {the loss's key: (group, "advantage" | "value_target")}
         self._views: dict = {}
+        self._bound = False  # bind(loss) took a loss's keys
 
     # ------------------------------------------------------------------ keys
     @property
@@ -229,6 +230,7 @@ class GraphGAE(ValueEstimatorBase):
         """
         self._take_keys(loss)
         loss.make_value_estimator(self)
+        self._bound = True
         return loss
 
     def _take_keys(self, loss: LossModule) -> None:
@@ -263,6 +265,9 @@ class GraphGAE(ValueEstimatorBase):
         """
         if tensordict.ndim < 1:
             raise ValueError("GraphGAE expects data with a time dimension, shaped [*B, T].")
+        if params is not None and not self._bound:  # a TorchRL loss calls its estimator with its critic's params
+            raise RuntimeError("GraphGAE was called by a loss it was not bound to, so it does not know the loss's "
+                               "keys: give it to the loss with gae.bind(loss), not loss.make_value_estimator(gae).")
         value_field = self._field("value")
         next_td = tensordict.get("next")
         in_keys = self.value_network.in_keys
