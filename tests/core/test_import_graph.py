@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "torchrl_rn"
+ROOT = Path(__file__).resolve().parents[2] / "torchrl_rn"
 
 #: the layers, lowest first: a module may import its own layer's modules and lower layers' only
 LAYERS = [{"keys", "value_norm"}, {"rewards"}, {"graph"}, {"modules"}, {"envs"}, {"objectives"}, {"train"}]
