@@ -279,3 +279,19 @@ def test_a_loss_naming_no_group_is_refused_at_bind(composed):
     gae.bind(tutorial_keyed(ClipPPOLoss, composer, "agents"))
     with pytest.raises(ValueError, match=r"already writes group 'agents'.*loss\.set_keys\(advantage=\('level1'"):
         gae.bind(tutorial_keyed(ClipPPOLoss, composer, "level1"))
+
+
+def test_a_loss_calling_an_estimator_it_was_not_bound_to_is_told_to_bind(composed):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy)
+    loss = tutorial_keyed(ClipPPOLoss, composer)
+    loss.make_value_estimator(GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic))
+    with pytest.raises(RuntimeError, match=r"not bound to.*gae\.bind\(loss\), not loss\.make_value_estimator\(gae\)"):
+        loss(data)
+
+
+def test_importing_the_estimator_leaves_nn_module_registration_alone(composed):
+    graph, _, composer = composed("tree2")
+    holder = torch.nn.Module()
+    holder.estimator = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic)  # no hook takes keys
+    assert not holder.estimator._bound

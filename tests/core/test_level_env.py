@@ -198,3 +198,11 @@ def test_tag_view_does_not_own_the_lower_policy(composed):
                 p.add_(0.5)
         after = env.transform.inv(td)["agents", "action"]
     assert not torch.equal(before, after)
+
+
+def test_level_env_refuses_the_tag_view_arguments_naming_level_view(composed):
+    graph, _, composer = composed("tree2")
+    with pytest.raises(TypeError, match=r"LevelEnv takes no level, lower_policy: .*LevelView\(graph, level=l, "):
+        LevelEnv(graph, level=1, lower_policy=composer)
+    with pytest.raises(TypeError, match="LevelView"):
+        LevelEnv(graph, level=1)

@@ -131,11 +131,11 @@ class LevelEnv(Transform):
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         dims = self._set_dims(observation_spec)
         device = observation_spec.device
-        for g, module in self.goal_rewards.items():
-            if module.reward.stop > dims[g]["observation"]:
-                raise GraphError(f"group {g!r}: goal reward {str(module.reward)!r} reads observation entries "
-                                 f"{module.reward.start}-{module.reward.stop}, but the observation has "
-                                 f"{dims[g]['observation']}.")
+        for g in self.goal_rewards:
+            try:
+                self.graph.group_reward(g).check_observation(g, dims[g]["observation"])
+            except ValueError as err:
+                raise GraphError(str(err)) from None
         for g in self.exposed:
             make = self._observation_specs(g, observation_spec, dims, device)
             if dims[g]["instruction"]:

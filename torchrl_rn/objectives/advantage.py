@@ -141,10 +141,10 @@ class GraphGAE(ValueEstimatorBase):
         mixing[isolated] = torch.eye(n)[isolated]  # nobody to collaborate with: keep A_i
         self.register_buffer("mixing", mixing.to(device) if device is not None else mixing)
         self._sizes = [len(vs) for vs in graph.groups.values()]
-        #: the reward function of each group that is not plain psi routing (one the env applies, or one that reads
-        #: the superiors' advantages)
+        #: the reward function of each group that is not plain psi routing (its own train_reward)
         self.vertex_rewards: dict[str, VertexReward] = {
-            g: r for g in graph.groups if (r := graph.group_reward(g)).applied_by_env or r.reads_superior_advantage}
+            g: r for g in graph.groups
+            if type(r := graph.group_reward(g)).train_reward is not VertexReward.train_reward}
         self._superiors = {g: superior_weights(graph, g) for g, r in self.vertex_rewards.items()
                            if r.reads_superior_advantage}
         # extra copies a loss asked for: {the loss's key: (group, "advantage" | "value_target")}

@@ -72,6 +72,10 @@ class VertexReward:
         no need)."""
         return 0
 
+    def check_observation(self, group: str, size: int) -> None:
+        """Raises ``ValueError`` (naming the group) where the env's per-agent observation of ``size`` entries cannot
+        serve this reward (checked by :class:`~torchrl_rn.LevelEnv` against the env's spec)."""
+
     def env_module(self, graph: Any, group: str) -> TensorDictModuleBase | None:
         """The module :class:`~torchrl_rn.LevelEnv` runs on each transition for ``group`` (it writes
         ``("next", group, "vertex_reward")``), or ``None``."""

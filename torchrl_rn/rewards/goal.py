@@ -140,6 +140,11 @@ class GoalReward(VertexReward):
                     f"subordinates (goal reward of {v!r}); set its action_dim >= {self.dim * n}."
                 )
 
+    def check_observation(self, group: str, size: int) -> None:
+        if self.stop > size:
+            raise ValueError(f"group {group!r}: goal reward {str(self)!r} reads observation entries "
+                             f"{self.start}-{self.stop}, but the observation has {size}.")
+
     def superior_action_dim(self, n_subordinates: int) -> int:
         return self.dim * n_subordinates
 
