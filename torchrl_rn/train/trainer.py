@@ -58,8 +58,8 @@ from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
 
-from torchrl_rn.modules import GraphComposer
 from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.modules import DirectModule, GraphComposer, actor_head
 from torchrl_rn.objectives import RNLoss
 from torchrl_rn.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, atomic_save, load_checkpoint
 from torchrl_rn.train.collection import make_collector, task_env_fn, wrap_env
@@ -67,7 +67,6 @@ from torchrl_rn.train.config import TrainConfig, _check_writable, device_problem
 from torchrl_rn.train.diagnostics import MeanOver, loss_scalars
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.value_norm import Denormalize
-from torchrl_rn.modules import DirectModule, actor_head
 
 __all__ = ["RNTrainer", "RESUMABLE", "NonFiniteError"]
 
