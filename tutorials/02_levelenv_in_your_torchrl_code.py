@@ -36,7 +36,7 @@ from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from torchrl_rn import GraphComposer, GraphGAE, LevelEnv, RNGraph, RNLoss
+from torchrl_rn import GraphComposer, GraphGAE, LevelEnv, LevelView, RNGraph, RNLoss
 from torchrl_rn.envs import make_env
 
 QUICK = os.environ.get("RN_TUTORIAL_QUICK") == "1"
@@ -188,14 +188,14 @@ print("2-level RN, mean reward per batch:", [f"{r:.3f}" for r in tree])
 # %%
 # 3. TAG: stack two LevelEnv views, train the top level with a stock loss
 # -----------------------------------------------------------------------
-# ``LevelEnv(graph, level=l, lower_policy=composer)`` embeds level ``l - 1`` in the env: its action is level
+# ``LevelView(graph, level=l, lower_policy=composer)`` embeds level ``l - 1`` in the env: its action is level
 # ``l``'s instruction, its observation the messages from below, its reward ``psi`` of the rewards below. The
 # level-2 view over the level-1 view over VMAS is an ordinary TorchRL env whose only agent group is ``"level2"``.
 graph = RNGraph.tree(cfg.n_agents, branching=[2, 2])
 composer = GraphComposer(graph, TransformedEnv(base_env(), LevelEnv(graph)), num_cells=cfg.num_cells,
                          manager_cells=64)
-view1 = TransformedEnv(base_env(), LevelEnv(graph, level=1, lower_policy=composer))
-view2 = TransformedEnv(view1, LevelEnv(graph, level=2, lower_policy=composer))
+view1 = TransformedEnv(base_env(), LevelView(graph, level=1, lower_policy=composer))
+view2 = TransformedEnv(view1, LevelView(graph, level=2, lower_policy=composer))
 check_env_specs(view2)
 print("top-level env actions:", list(view2.full_action_spec.keys(True, True)))
 

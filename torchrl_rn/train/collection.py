@@ -53,9 +53,8 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import BaseCollector, Collector, MultiSyncCollector
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
-from torchrl_rn.envs import make_env
+from torchrl_rn.envs import LevelEnv, make_env
 from torchrl_rn.graph import RNGraph
-from torchrl_rn.level_env import LevelEnv
 
 __all__ = ["make_collector", "ray_init_config", "task_env_fn", "worker_env_fns", "wrap_env"]
 

@@ -10,8 +10,8 @@ from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
 if TYPE_CHECKING:  # annotations only: a baseline's models need neither
-    from torchrl_rn.composer import GraphComposer
     from torchrl_rn.graph import RNGraph
+    from torchrl_rn.modules import GraphComposer
 
 __all__ = ["Models"]
 

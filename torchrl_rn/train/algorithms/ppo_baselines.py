@@ -1,5 +1,5 @@
 """TorchRL's own MAPPO and IPPO, as in its multi-agent PPO tutorial; the actor head is
-:class:`~torchrl_rn.vertex.VertexGroup`'s, so every algorithm acts through the same distribution."""
+:class:`~torchrl_rn.modules.VertexGroup`'s, so every algorithm acts through the same distribution."""
 from __future__ import annotations
 
 import torch
@@ -8,10 +8,10 @@ from torchrl.envs import EnvBase
 from torchrl.modules import MultiAgentMLP, PopArtValueNorm
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 
+from torchrl_rn.modules import DirectModule, actor_head
 from torchrl_rn.train.algorithms.base import Models
 from torchrl_rn.train.config import TrainConfig
 from torchrl_rn.value_norm import Denormalize
-from torchrl_rn.vertex import DirectModule, actor_head
 
 __all__ = ["build"]
 

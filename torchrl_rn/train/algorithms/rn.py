@@ -8,9 +8,9 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 
-from torchrl_rn.composer import GraphComposer
 from torchrl_rn.graph import GraphError, RNGraph
-from torchrl_rn.loss import RNLoss
+from torchrl_rn.modules import GraphComposer
+from torchrl_rn.objectives import RNLoss
 from torchrl_rn.train.algorithms.base import Models
 from torchrl_rn.train.config import TrainConfig
 

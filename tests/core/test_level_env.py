@@ -8,7 +8,7 @@ from torchrl.data import Categorical, Composite
 from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_rn import GraphComposer, GraphError, LevelEnv, RNGraph
+from torchrl_rn import GraphComposer, GraphError, LevelEnv, LevelView, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
 
 from conftest import GRAPHS, make_rn_env
@@ -78,7 +78,7 @@ def test_dones_expanded_and_instruction_carried(composed):
 
 def test_tag_view_level1_and_stack(composed):
     graph, env, composer = composed("tree3")
-    view1 = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), LevelEnv(graph, level=1, lower_policy=composer))
+    view1 = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), LevelView(graph, level=1, lower_policy=composer))
     check_env_specs(view1)
     assert list(view1.full_action_spec.keys(True, True)) == [("level1", "action")]
     td = view1.rand_step(view1.reset())
@@ -87,7 +87,7 @@ def test_tag_view_level1_and_stack(composed):
     motor = nxt["agents", "reward"][..., 0]
     torch.testing.assert_close(nxt["level1", "reward"][..., 0], motor.reshape(3, 2, 2).sum(-1))
 
-    view2 = TransformedEnv(view1, LevelEnv(graph, level=2, lower_policy=composer))
+    view2 = TransformedEnv(view1, LevelView(graph, level=2, lower_policy=composer))
     check_env_specs(view2)
     assert list(view2.full_action_spec.keys(True, True)) == [("level2", "action")]
     rollout = view2.rollout(3, composer.actor("level2"))
@@ -99,25 +99,25 @@ def test_tag_view_level1_and_stack(composed):
 def test_tag_view_errors(composed):
     graph, _, composer = composed("tree2")
     with pytest.raises(TypeError, match="lower_policy=GraphComposer"):
-        LevelEnv(graph, level=1)
+        LevelView(graph, level=1)
     for level in (2, 0, True, 1.0):  # a parameter error, not a graph error
         with pytest.raises(ValueError, match=r"level must be an int in \[1, 1\]") as err:
-            LevelEnv(graph, level=level, lower_policy=composer)
+            LevelView(graph, level=level, lower_policy=composer)
         assert type(err.value) is ValueError
     with pytest.raises(TypeError, match="lower_policy=GraphComposer.*got TensorDictSequential"):
-        LevelEnv(graph, level=1, lower_policy=composer.policy)
+        LevelView(graph, level=1, lower_policy=composer.policy)
     skip = RNGraph(nx.DiGraph([("top", "mid"), ("mid", "m0"), ("top", "m1")]))
     skip_env = make_rn_env(skip)
     with pytest.raises(GraphError, match="edge 'top' -> 'm1' skips a level"):
-        LevelEnv(skip, level=1, lower_policy=GraphComposer(skip, skip_env, num_cells=4))
+        LevelView(skip, level=1, lower_policy=GraphComposer(skip, skip_env, num_cells=4))
 
 
 def test_tag_view_spec_mismatch_with_lower_policy(composed):
     graph, _, composer = composed("tree2")  # composed for 3-dim observations and 2-dim actions
-    wider = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, obs_dim=5), LevelEnv(graph, level=1, lower_policy=composer))
+    wider = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, obs_dim=5), LevelView(graph, level=1, lower_policy=composer))
     with pytest.raises(ValueError, match=r"spec mismatch: the env's \('agents', 'observation'\) has size 5"):
         wider.full_observation_spec
-    other = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, action_dim=3), LevelEnv(graph, level=1, lower_policy=composer))
+    other = TransformedEnv(MockMultiAgentEnv(4, num_envs=3, action_dim=3), LevelView(graph, level=1, lower_policy=composer))
     with pytest.raises(ValueError, match=r"spec mismatch: the env's \('agents', 'action'\) has shape \(3, 4, 3\)"):
         other.full_action_spec
 
@@ -181,7 +181,7 @@ def test_per_agent_done_flags_pass_through():
 
 def test_tag_view_does_not_own_the_lower_policy(composed):
     graph, _, composer = composed("tree3")
-    view = LevelEnv(graph, level=1, lower_policy=composer)
+    view = LevelView(graph, level=1, lower_policy=composer)
     env = TransformedEnv(MockMultiAgentEnv(4, num_envs=3), view)
     assert view.composer is composer
     assert list(view.parameters()) == [] and list(env.parameters()) == []
@@ -198,3 +198,11 @@ def test_tag_view_does_not_own_the_lower_policy(composed):
                 p.add_(0.5)
         after = env.transform.inv(td)["agents", "action"]
     assert not torch.equal(before, after)
+
+
+def test_level_env_refuses_the_tag_view_arguments_naming_level_view(composed):
+    graph, _, composer = composed("tree2")
+    with pytest.raises(TypeError, match=r"LevelEnv takes no level, lower_policy: .*LevelView\(graph, level=l, "):
+        LevelEnv(graph, level=1, lower_policy=composer)
+    with pytest.raises(TypeError, match="LevelView"):
+        LevelEnv(graph, level=1)

@@ -44,15 +44,18 @@ from dataclasses import asdict
 import torch
 from tensordict import TensorDictBase, unravel_key
 from tensordict.nn import TensorDictModuleBase
-from torch.nn.modules.module import register_module_module_registration_hook
 from torchrl.objectives import LossModule
-from torchrl.objectives.value import MultiAgentGAE, ValueEstimatorBase
+from torchrl.objectives.value import ValueEstimatorBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from torchrl_rn.graph import RNGraph
-from torchrl_rn.rewards import GoalReward, SuperiorAdvantage, _spread, hold_decisions, superior_weights
+from torchrl_rn.graph import RNGraph, superior_weights
+from torchrl_rn.keys import KEYS, _tuple_key, group_signal
+from torchrl_rn.objectives.semi_markov import decided as decided_steps
+from torchrl_rn.objectives.semi_markov import hold_decisions, semi_markov_gae
+from torchrl_rn.rewards import VertexReward
+from torchrl_rn.rewards.base import _spread
 
-__all__ = ["GraphGAE", "semi_markov_gae"]
+__all__ = ["GraphGAE"]
 
 #: the keys a TorchRL loss forwards to its estimator that name where GraphGAE writes its results
 _OUTPUTS = ("advantage", "value_target")
@@ -69,12 +72,12 @@ class GraphGAE(ValueEstimatorBase):
 
     **Keys.** The estimator's ``tensor_keys`` are *field names* inside every group: ``set_keys(advantage="adv")``
     writes ``(g, "adv")`` for every ``g``, and a nested key ``(g, "adv")`` sets the same field. Given to a stock
-    TorchRL loss through ``loss.make_value_estimator(gae)`` (``ClipPPOLoss``, ``MAPPOLoss``, ``IPPOLoss``, keyed as
+    TorchRL loss through ``gae.bind(loss)`` (``ClipPPOLoss``, ``MAPPOLoss``, ``IPPOLoss``, keyed as
     TorchRL's multi-agent PPO tutorial keys them: ``value=(group, "state_value")``, ``reward=(group, "reward")``,
     ...), GraphGAE takes the loss's keys: the group is the one the loss's ``value`` key names, and the loss's
     ``advantage``/``value_target`` keys, when they are not that group's own fields (TorchRL's default
     ``"advantage"`` at the root), receive a copy of that group's results. A loss whose keys name no group of the
-    graph is refused there, at ``make_value_estimator``, with the key to set.
+    graph is refused there, at :meth:`bind`, with the key to set.
 
     Args:
         graph (RNGraph): the agent graph.
@@ -127,7 +130,8 @@ class GraphGAE(ValueEstimatorBase):
         n = len(graph.vertex_order)
         if isinstance(neighbourhood, torch.Tensor):
             if neighbourhood.shape != (n, n):
-                raise ValueError(f"neighbourhood matrix must be [{n}, {n}] (graph.vertex_order), got {tuple(neighbourhood.shape)}.")
+                raise ValueError(f"neighbourhood matrix must be [{n}, {n}] (graph.vertex_order), got "
+                                 f"{tuple(neighbourhood.shape)}.")
             weights = neighbourhood.float()
         else:
             adj = graph.adjacency(neighbourhood)
@@ -137,22 +141,24 @@ class GraphGAE(ValueEstimatorBase):
         mixing[isolated] = torch.eye(n)[isolated]  # nobody to collaborate with: keep A_i
         self.register_buffer("mixing", mixing.to(device) if device is not None else mixing)
         self._sizes = [len(vs) for vs in graph.groups.values()]
-        #: the reward function of each group that is not plain psi routing
-        self.vertex_rewards = {g: graph.group_reward(g) for g in graph.groups
-                               if isinstance(graph.group_reward(g), (SuperiorAdvantage, GoalReward))}
+        #: the reward function of each group that is not plain psi routing (its own train_reward)
+        self.vertex_rewards: dict[str, VertexReward] = {
+            g: r for g in graph.groups
+            if type(r := graph.group_reward(g)).train_reward is not VertexReward.train_reward}
         self._superiors = {g: superior_weights(graph, g) for g, r in self.vertex_rewards.items()
-                           if isinstance(r, SuperiorAdvantage)}
+                           if r.reads_superior_advantage}
         # extra copies a loss asked for: {the loss's key: (group, "advantage" | "value_target")}
         self._views: dict = {}
+        self._bound = False  # bind(loss) took a loss's keys
 
     # ------------------------------------------------------------------ keys
     @property
     def in_keys(self) -> list:
         critic_in = list(self.value_network.in_keys)
         signals = [("next", g, self._field(k)) for g in self.graph.groups for k in ("reward", "done", "terminated")]
-        decisions = [(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
-        goals = [("next", g, "vertex_reward") for g in self.graph.goal_rewards]
-        return [*critic_in, *(("next", *_tuple(k)) for k in critic_in), *signals, *decisions, *goals]
+        decisions = [KEYS.of(g, "decided") for g in self.graph.groups if self.graph.period(g) > 1]
+        rewards = [k for g, r in self.vertex_rewards.items() for k in r.train_keys(g)]
+        return [*critic_in, *(("next", *_tuple_key(k)) for k in critic_in), *signals, *decisions, *rewards]
 
     @property
     def out_keys(self) -> list:
@@ -177,7 +183,7 @@ class GraphGAE(ValueEstimatorBase):
         for name, key in kwargs.items():
             if key is None:
                 raise ValueError(f"GraphGAE.set_keys: {name} cannot be None.")
-            fields[name] = [unravel_key(k) for k in key] if isinstance(key, list) else _tuple(unravel_key(key))[-1]
+            fields[name] = [unravel_key(k) for k in key] if isinstance(key, list) else _tuple_key(unravel_key(key))[-1]
         out_keys = getattr(self.value_network, "out_keys", None)
         if "value" in fields and out_keys is not None:
             missing = [g for g in self.graph.groups if (g, fields["value"]) not in out_keys]
@@ -212,27 +218,39 @@ class GraphGAE(ValueEstimatorBase):
             else:
                 self._views[key] = (group, name)
 
-    def _bind(self, loss: LossModule) -> None:
-        """Takes the keys of ``loss``, which was just given this estimator by ``make_value_estimator``."""
+    def bind(self, loss: LossModule) -> LossModule:
+        """Makes this the value estimator of ``loss`` (a stock TorchRL loss of one group), taking its keys.
+
+        The one line a stock loss needs: ``gae.bind(loss)`` (TorchRL's ``loss.make_value_estimator(gae)`` stores an
+        estimator instance without telling it the loss's keys). The group is the one the loss's ``value`` key
+        names; a loss whose keys name no group of the graph is refused, with the key to set.
+
+        Returns:
+            ``loss``.
+        """
+        self._take_keys(loss)
+        loss.make_value_estimator(self)
+        self._bound = True
+        return loss
+
+    def _take_keys(self, loss: LossModule) -> None:
         keys = {name: getattr(loss.tensor_keys, name) for name in ("value", *_OUTPUTS, "reward", "done", "terminated")
                 if hasattr(loss.tensor_keys, name)}
         if self._named_group(keys) is None:
             raise ValueError(
                 f"GraphGAE cannot tell which group {type(loss).__name__} trains: its value key {keys.get('value')!r} "
                 f"names no group of the graph {list(self.graph.groups)}; call loss.set_keys(value=(group, "
-                f"'state_value'), ...) before make_value_estimator."
+                f"'state_value'), ...) before make_value_estimator (gae.bind(loss))."
             )
         self.set_keys(**keys)
 
     # ------------------------------------------------------------------ computation
     def _signal(self, next_td: TensorDictBase, group: str, name: str, value: torch.Tensor) -> torch.Tensor:
         field = self._field(name)
-        signal = next_td.get((group, field), None)
-        if signal is None:
-            signal = next_td.get(field, None)
+        signal = group_signal(next_td, group, field, value.shape[-2])  # team signal -> every vertex; own: unchanged
         if signal is None:
             raise KeyError(f"GraphGAE: no ('next', {group!r}, {field!r}) and no root ('next', {field!r}) in the data.")
-        return MultiAgentGAE._broadcast_to_agents(signal, value, -2)  # team signal -> every vertex; own: unchanged
+        return signal
 
     def forward(
         self,
@@ -247,6 +265,9 @@ class GraphGAE(ValueEstimatorBase):
         """
         if tensordict.ndim < 1:
             raise ValueError("GraphGAE expects data with a time dimension, shaped [*B, T].")
+        if params is not None and not self._bound:  # a TorchRL loss calls its estimator with its critic's params
+            raise RuntimeError("GraphGAE was called by a loss it was not bound to, so it does not know the loss's "
+                               "keys: give it to the loss with gae.bind(loss), not loss.make_value_estimator(gae).")
         value_field = self._field("value")
         next_td = tensordict.get("next")
         in_keys = self.value_network.in_keys
@@ -267,7 +288,7 @@ class GraphGAE(ValueEstimatorBase):
             done = self._signal(next_td, g, "done", value)
             terminated = self._signal(next_td, g, "terminated", value)
             reward = self._vertex_reward(g, next_td, reward, held, time_dim)
-            decided = _decided(tensordict, g) if self.graph.period(g) > 1 else None
+            decided = decided_steps(tensordict, g) if self.graph.period(g) > 1 else None
             if decided is not None:
                 adv, target = semi_markov_gae(self.gamma, self.lmbda, value, next_value, reward, done, terminated,
                                               decided, time_dim=time_dim)
@@ -295,21 +316,9 @@ class GraphGAE(ValueEstimatorBase):
                        time_dim: int) -> torch.Tensor:
         """The reward ``group`` is trained on: its routed ``reward``, or its vertex reward function's."""
         function = self.vertex_rewards.get(group)
-        if isinstance(function, GoalReward):
-            shaped = next_td.get((group, "vertex_reward"), None)
-            if shaped is None:
-                raise KeyError(f"GraphGAE: group {group!r} has a goal reward but the data has no ('next', {group!r}, "
-                               "'vertex_reward') (LevelEnv writes it).")
-            return function.rescaled(shaped, reward)
-        if isinstance(function, SuperiorAdvantage):
-            sources, weights = self._superiors[group]
-            parts = [held[s][0] / held[s][1] if function.normalize else held[s][0] for s in sources]
-            bank = torch.cat(parts, -2)[..., 0]  # [*B, T, sum of the superior groups' sizes]
-            superior = (bank @ weights.to(bank).T).unsqueeze(-1)
-            if function.normalize:  # unit spread, then the spread of the group's own rewards in this batch
-                superior = superior * _spread(reward)
-            return function(reward, superior)
-        return reward
+        if function is None:
+            return reward
+        return function.train_reward(reward, _RewardSource(self, group, function, next_td, held))
 
     def _held_advantage(self, adv: torch.Tensor, decided: torch.Tensor | None, done: torch.Tensor,
                         time_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,70 +338,24 @@ class GraphGAE(ValueEstimatorBase):
         return out.select(*((g, self._field("value_target")) for g in self.graph.groups))
 
 
-def _tuple(key) -> tuple:
-    return key if isinstance(key, tuple) else (key,)
+class _RewardSource:
+    """What a :class:`~torchrl_rn.rewards.VertexReward` reads for one group of one batch
+    (:class:`~torchrl_rn.rewards.RewardSource`)."""
 
+    def __init__(self, estimator: GraphGAE, group: str, reward: VertexReward, next_td: TensorDictBase,
+                 held: dict) -> None:
+        self.estimator, self.group, self.reward, self.next_td, self.held = estimator, group, reward, next_td, held
 
-def _decided(tensordict: TensorDictBase, group: str) -> torch.Tensor:
-    decided = tensordict.get((group, "decided"), None)
-    if decided is None:  # the env's window state says it too
-        window = tensordict.get((group, "window_step"), None)
-        if window is None:
-            raise KeyError(f"GraphGAE: group {group!r} has a decision period but the data has no ({group!r}, "
-                           "'decided') (written by GraphComposer's policy) nor its ('window_step') state.")
-        decided = window == 0
-    return decided.bool()
+    def env_reward(self) -> torch.Tensor:
+        g = self.group
+        written = self.next_td.get(KEYS.of(g, "vertex_reward"), None)
+        if written is None:
+            raise KeyError(f"GraphGAE: group {g!r} has a {self.reward.name} reward but the data has no ('next', "
+                           f"{g!r}, 'vertex_reward') (LevelEnv writes it).")
+        return written
 
-
-def semi_markov_gae(gamma: float, lmbda: float, value: torch.Tensor, next_value: torch.Tensor, reward: torch.Tensor,
-                    done: torch.Tensor, terminated: torch.Tensor, decided: torch.Tensor, *,
-                    time_dim: int = -2) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over the decision steps of a vertex that holds its decisions (see the module docstring).
-
-    All tensors share one shape with time at ``time_dim``; ``decided`` marks the steps where a decision was taken.
-    A window ends where the episode ends (``done``), before the next decision, or at the batch's last step. Each
-    step ``t`` gets ``Z_t = r_t + gamma * Z_{t+1}`` inside a window and, at a window's last step ``e``,
-    ``Z_e = r_e + gamma * (1 - terminated_e) * V'_e + gamma * lmbda * (1 - done_e) * A_{e+1}`` with ``A_{e+1}`` the
-    next decision's advantage (0 after the batch's last step), so that a decision step ``t`` gets
-    ``A_t = Z_t - V_t``. With a decision every step this is TorchRL's GAE (``vec_generalized_advantage_estimate``).
-
-    Returns:
-        ``(advantage, value_target)``: ``Z_t - V_t`` and ``Z_t`` at decision steps, ``0`` and ``V_t`` elsewhere.
-
-    Examples:
-        >>> t = lambda *x: torch.tensor(x, dtype=torch.float).view(-1, 1)
-        >>> f = lambda *x: torch.tensor(x, dtype=torch.bool).view(-1, 1)
-        >>> adv, target = semi_markov_gae(0.5, 1.0, t(0, 0, 0), t(0, 0, 4), t(1, 1, 1), f(0, 0, 0), f(0, 0, 0),
-        ...                               f(1, 0, 0), time_dim=0)
-        >>> adv.flatten(), target.flatten()  # 1 + 0.5 + 0.25 + 0.125 * 4
-        (tensor([2.2500, 0.0000, 0.0000]), tensor([2.2500, 0.0000, 0.0000]))
-    """
-    time_dim = time_dim % value.ndim
-    steps = value.shape[time_dim]
-    values, next_values, rewards = value.unbind(time_dim), next_value.unbind(time_dim), reward.unbind(time_dim)
-    dones, terms = done.bool().unbind(time_dim), terminated.bool().unbind(time_dim)
-    decided = decided.bool().expand_as(value)
-    decisions = decided.unbind(time_dim)
-    out: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
-    for t in reversed(range(steps)):
-        if t == steps - 1:
-            ends, following, next_adv = torch.ones_like(dones[t]), next_values[t], torch.zeros_like(values[t])
-        else:
-            ends, following, next_adv = dones[t] | decisions[t + 1], out[t + 1], out[t + 1] - values[t + 1]
-        at_end = ((~terms[t]).to(value.dtype) * next_values[t]
-                  + lmbda * (~dones[t]).to(value.dtype) * next_adv)
-        out[t] = rewards[t] + gamma * torch.where(ends, at_end, following)
-    returns = torch.stack(out, time_dim)
-    target = torch.where(decided, returns, value)
-    return target - value, target
-
-
-def _bind_to_loss(module, name, submodule):
-    # TorchRL's make_value_estimator(instance or class) stores the estimator as ``loss._value_estimator`` and tells it
-    # nothing; this hook lets GraphGAE take the loss's keys there (or refuse them with the key to set).
-    if (name == "_value_estimator" and isinstance(submodule, GraphGAE) and isinstance(module, LossModule)
-            and not getattr(module, "_keys_are_group_fields", False)):
-        submodule._bind(module)
-
-
-register_module_module_registration_hook(_bind_to_loss)
+    def superior_advantage(self, normalize: bool) -> torch.Tensor:
+        sources, weights = self.estimator._superiors[self.group]
+        parts = [self.held[s][0] / self.held[s][1] if normalize else self.held[s][0] for s in sources]
+        bank = torch.cat(parts, -2)[..., 0]  # [*B, T, sum of the superior groups' sizes]
+        return (bank @ weights.to(bank).T).unsqueeze(-1)

@@ -130,14 +130,14 @@ def test_root_done_fallback_matches_group_done(composed):
 
 
 @pytest.mark.parametrize("loss_cls", [ClipPPOLoss, MAPPOLoss, IPPOLoss])
-def test_usable_through_make_value_estimator(composed, loss_cls):
+def test_usable_through_bind(composed, loss_cls):
     graph, env, composer = composed("flat")
     data = rollout(env, composer.policy)
     loss = loss_cls(composer.actor("agents"), composer.value_head("agents"))
     loss.set_keys(action=("agents", "action"), sample_log_prob=("agents", "action_log_prob"),
                   value=("agents", "state_value"), advantage=("agents", "advantage"),
                   value_target=("agents", "value_target"))
-    loss.make_value_estimator(GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic))
+    GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic).bind(loss)
     assert isinstance(loss.value_estimator, GraphGAE)
     torch.manual_seed(1)
     out = loss(data)  # no advantage in the data: the loss computes it through the estimator
@@ -248,7 +248,7 @@ def test_drops_into_a_stock_loss_keyed_as_the_tutorial(composed, loss_cls):
     loss = tutorial_keyed(loss_cls, composer)
     assert loss.tensor_keys.advantage == "advantage"
     gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic, beta=0.5)
-    loss.make_value_estimator(gae)
+    gae.bind(loss)
     assert {"advantage", "value_target"} <= set(gae.out_keys)
     torch.manual_seed(1)
     out = loss(data)  # no advantage in the data: the loss asks GraphGAE, then reads "advantage"
@@ -269,13 +269,29 @@ def test_drops_into_a_stock_loss_keyed_as_the_tutorial(composed, loss_cls):
     torch.testing.assert_close(data["level1", "advantage"], precomputed["level1", "advantage"])
 
 
-def test_a_loss_naming_no_group_is_refused_at_make_value_estimator(composed):
+def test_a_loss_naming_no_group_is_refused_at_bind(composed):
     graph, _, composer = composed("tree2")
     gae = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic)
     loss = ClipPPOLoss(composer.actor("agents"), composer.value_head("agents"))  # value key left "state_value"
     with pytest.raises(ValueError, match=r"value key 'state_value' names no group.*loss\.set_keys\(value="):
-        loss.make_value_estimator(gae)
+        gae.bind(loss)
     # two losses cannot both receive their group's advantage at the root "advantage"
-    tutorial_keyed(ClipPPOLoss, composer, "agents").make_value_estimator(gae)
+    gae.bind(tutorial_keyed(ClipPPOLoss, composer, "agents"))
     with pytest.raises(ValueError, match=r"already writes group 'agents'.*loss\.set_keys\(advantage=\('level1'"):
-        tutorial_keyed(ClipPPOLoss, composer, "level1").make_value_estimator(gae)
+        gae.bind(tutorial_keyed(ClipPPOLoss, composer, "level1"))
+
+
+def test_a_loss_calling_an_estimator_it_was_not_bound_to_is_told_to_bind(composed):
+    graph, env, composer = composed("tree2")
+    data = rollout(env, composer.policy)
+    loss = tutorial_keyed(ClipPPOLoss, composer)
+    loss.make_value_estimator(GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic))
+    with pytest.raises(RuntimeError, match=r"not bound to.*gae\.bind\(loss\), not loss\.make_value_estimator\(gae\)"):
+        loss(data)
+
+
+def test_importing_the_estimator_leaves_nn_module_registration_alone(composed):
+    graph, _, composer = composed("tree2")
+    holder = torch.nn.Module()
+    holder.estimator = GraphGAE(graph, gamma=0.99, lmbda=0.95, value_network=composer.critic)  # no hook takes keys
+    assert not holder.estimator._bound

@@ -17,8 +17,8 @@ from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from torchrl_rn import GraphComposer, GraphGAE, LevelEnv, RNGraph, RNLoss
-from torchrl_rn.advantage import semi_markov_gae
+from torchrl_rn import GraphComposer, GraphGAE, LevelEnv, LevelView, RNGraph, RNLoss
+from torchrl_rn.objectives import semi_markov_gae
 from torchrl_rn.envs import MockMultiAgentEnv
 from torchrl_rn.graph import GraphError
 
@@ -164,7 +164,7 @@ def test_tag_view_refuses_periods():
     graph = RNGraph.tree(4, [2], periods=[1, 3])
     composer = GraphComposer(graph, _env(graph), num_cells=8)
     with pytest.raises(GraphError, match="TAG view does not support decision periods yet: group 'level1'"):
-        LevelEnv(graph, level=1, lower_policy=composer)
+        LevelView(graph, level=1, lower_policy=composer)
 
 
 def test_subordinates_observe_the_steps_left_to_their_superiors_decision():

@@ -275,7 +275,7 @@ def test_pettingzoo_without_max_cycles_is_truncated_by_a_step_counter(monkeypatc
 
     from mpe2 import simple_spread_v3
 
-    import torchrl_rn.envs as envs
+    import torchrl_rn.envs.tasks as envs
 
     def parallel_env(N=3, continuous_actions=False):
         return simple_spread_v3.parallel_env(N=N, continuous_actions=continuous_actions, max_cycles=1000)

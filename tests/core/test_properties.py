@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torchrl.envs import SerialEnv, TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_rn import GraphComposer, GraphError, LevelEnv, RNGraph, RNLoss
+from torchrl_rn import GraphComposer, GraphError, LevelEnv, LevelView, RNGraph, RNLoss
 from torchrl_rn.envs import MockMultiAgentEnv
 
 BREAKS = [None, None, None, "cycle", "unbound_sink", "duplicate_agent", "bad_option", "agent_on_manager"]
@@ -114,7 +114,7 @@ def test_random_dag_validates_composes_steps_and_backpropagates_or_is_refused_by
             torch.testing.assert_close(nxt[group, "reward"][..., i, 0], expected[v], msg=f"reward of {v!r}")
     if graph.depth and graph.is_layered():  # TAG's view of level 1 embeds the motors' policy in the env
         view = TransformedEnv(MockMultiAgentEnv(n_agents, num_envs=2, seed=0),
-                              LevelEnv(graph, level=1, lower_policy=composer))
+                              LevelView(graph, level=1, lower_policy=composer))
         (top,) = graph.groups_at(1)
         event("TAG view")
         with torch.no_grad():

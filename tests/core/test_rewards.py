@@ -4,6 +4,9 @@ goal rewards in LevelEnv (hand-computed on a point-mass env), the trainer option
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import networkx as nx
 import pytest
 import torch
@@ -22,11 +25,12 @@ from torchrl_rn.rewards import (
     GoalRewardModule,
     PsiReward,
     SuperiorAdvantage,
-    hold_decisions,
+    VertexReward,
     parse_reward,
-    superior_weights,
 )
-from torchrl_rn.vertex import RandomGoals
+from torchrl_rn.graph import superior_weights
+from torchrl_rn.modules import RandomGoals
+from torchrl_rn.objectives import hold_decisions
 
 
 # ---------------------------------------------------------------------------------------------------- parsing
@@ -571,3 +575,28 @@ def test_config_level_critics(tmp_path):
         td = trainer.policy(td)
         assert _depends_on_other_vertex(trainer.composer.value_head("agents"), td, "agents")
         assert not _depends_on_other_vertex(trainer.composer.value_head("level1"), td, "level1")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Doubled(VertexReward):
+    """A reward kind the library does not know: trained on twice the routed reward."""
+
+    name: ClassVar[str] = "doubled"
+
+    def train_reward(self, own, source):
+        return 2 * own
+
+
+def test_a_new_reward_kind_plugs_in_through_its_hooks():
+    graph = RNGraph.tree(2, [2], vertex_reward=_Doubled())
+    assert graph.reward("motor_0") == _Doubled() and graph.reward("l1_0") == PsiReward()
+    own = torch.tensor([[1.0, 3.0], [-1.0, 1.0]]).view(1, 2, 2, 1)
+    obs = {"agents": {"observation": torch.zeros(1, 2, 2, 2)}, "level1": {"observation": torch.zeros(1, 2, 1, 1)}}
+    done = torch.ones(1, 2, 1, dtype=torch.bool)  # one-step episodes, V 0: advantage = reward
+    data = TensorDict({**obs, "next": {"agents": {**obs["agents"], "reward": own},
+                                       "level1": {**obs["level1"], "reward": own.sum(-2, keepdim=True)},
+                                       "done": done, "terminated": done.clone()}}, [1, 2])
+    critic = _constant_critic({"agents": 0.0, "level1": 0.0})
+    out = GraphGAE(graph, gamma=0.5, lmbda=1.0, value_network=critic)(data)
+    torch.testing.assert_close(out["agents", "advantage"], 2 * own)
+    torch.testing.assert_close(out["level1", "advantage"], own.sum(-2, keepdim=True))

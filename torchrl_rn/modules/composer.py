@@ -16,8 +16,8 @@ from torchrl.envs import EnvBase
 from torchrl.modules import PopArtValueNorm
 
 from torchrl_rn.graph import RNGraph
-from torchrl_rn.value_norm import Denormalize
-from torchrl_rn.vertex import VertexGroup
+from torchrl_rn.keys import KEYS
+from torchrl_rn.modules.group import VertexGroup
 
 __all__ = ["GraphComposer"]
 
@@ -47,7 +47,8 @@ class GraphComposer(nn.Module):
             :class:`~torchrl_rn.value_norm.Denormalize` with the group's own TorchRL ``PopArtValueNorm``
             (``vertex_groups[g].value_norm``, which :class:`~torchrl_rn.RNLoss` updates). Defaults to ``False``.
         observe_clock (bool): vertices whose superiors decide every ``k > 1`` steps also observe the steps left until
-            those superiors' next decisions (``(group, "superior_clock")``, see :class:`~torchrl_rn.vertex.SuperiorClock`).
+            those superiors' next decisions (``(group, "superior_clock")``, see
+            :class:`~torchrl_rn.modules.decisions.SuperiorClock`).
             Defaults to ``False``; it changes nothing in a graph without periods.
         device: parameter device; defaults to the env's.
 
@@ -56,7 +57,7 @@ class GraphComposer(nn.Module):
             ``message`` for non-identity ``phi``).
         policy (TensorDictSequential): bottom-up then top-down; writes every group's ``instruction``,
             ``action`` and ``action_log_prob`` (and ``decided`` for a group with a decision period > 1, whose action
-            is held between decisions by :class:`~torchrl_rn.vertex.DecisionHold`). Run it with a
+            is held between decisions by :class:`~torchrl_rn.modules.decisions.DecisionHold`). Run it with a
             :class:`~torchrl.collectors.Collector`.
         critic (TensorDictSequential): bottom-up then every group's ``state_value``; works on a step's
             ``"next"`` data too, where :class:`~torchrl_rn.LevelEnv` carries the step's instructions.
@@ -91,7 +92,7 @@ class GraphComposer(nn.Module):
         super().__init__()
         self.graph = graph
         g0 = graph.env_group
-        obs_key, act_key = (g0, "observation"), (g0, "action")
+        obs_key, act_key = KEYS.of(g0, "observation"), KEYS.of(g0, "action")
         obs_spec = env.full_observation_spec_unbatched
         act_spec = env.full_action_spec_unbatched
         for key, spec in ((obs_key, obs_spec), (act_key, act_spec)):
@@ -114,20 +115,18 @@ class GraphComposer(nn.Module):
                     f"{env_action_dim} per agent."
                 )
         self.device = torch.device(device) if device is not None else env.device
+        self.layout = graph.layout(obs_spec[obs_key].shape[-1])
         self.dims = graph.dims(obs_spec[obs_key].shape[-1])
         consumed = {graph.group_of(s) for v in graph.nx.nodes for s in graph.subordinates(v)}
         critics = _per_group(critic, graph)
         self.vertex_groups = nn.ModuleDict({
-            g: VertexGroup(graph, g, self.dims, act_spec[act_key],
+            g: VertexGroup(graph, g, self.layout, act_spec[act_key],
                            num_cells=num_cells if g == g0 else (manager_cells or num_cells), depth=depth,
                            share_params=share_params, critic=critics[g], detach_messages=detach_messages,
-                           consumed=g in consumed, observe_clock=observe_clock, device=self.device)
+                           consumed=g in consumed, observe_clock=observe_clock,
+                           value_norm=PopArtValueNorm(shape=1) if value_norm else None, device=self.device)
             for g in graph.groups
         })
-        for vg in self.vertex_groups.values():
-            vg.value_norm = PopArtValueNorm(shape=1) if value_norm else None
-            if value_norm:  # the head's network predicts normalised values; GAE reads them on the return scale
-                vg.value_head.module = Denormalize(vg.value_head.module, vg.value_norm)
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
                 for m in (vg.instruction_gather, vg.clock, vg.actor, vg.random_goals, vg.hold) if m is not None]
@@ -139,7 +138,8 @@ class GraphComposer(nn.Module):
 
     def goal_warmup(self, active: bool = True) -> list[str]:
         """Turns the goal warm-up on or off: superiors of goal-rewarded vertices give uniformly random goals
-        (:class:`~torchrl_rn.vertex.RandomGoals`) and :class:`~torchrl_rn.RNLoss` leaves them untrained, so their
+        (:class:`~torchrl_rn.modules.decisions.RandomGoals`) and :class:`~torchrl_rn.RNLoss` leaves them untrained, so
+        their
         subordinates learn to reach goals first (the feudal warm-up on random goals). Returns the groups affected
         (empty without goal rewards).
 

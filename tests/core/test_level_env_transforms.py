@@ -21,7 +21,7 @@ from torchrl.data import Composite, LazyTensorStorage, ReplayBuffer
 from torchrl.envs import Compose, ParallelEnv, RewardSum, SerialEnv, StepCounter, TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_rn import GraphComposer, LevelEnv, RNGraph
+from torchrl_rn import GraphComposer, LevelEnv, LevelView, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
 
 N_AGENTS, NUM_ENVS = 4, 2
@@ -118,7 +118,7 @@ def view_env(graph: RNGraph, level: int, composer: GraphComposer, env=None) -> T
     """The TAG view of ``level``, stacked on the views below it (on ``env`` or a fresh mock env)."""
     env = base_env() if env is None else env
     for lvl in range(1, level + 1):
-        env = TransformedEnv(env, LevelEnv(graph, level=lvl, lower_policy=composer))
+        env = TransformedEnv(env, LevelView(graph, level=lvl, lower_policy=composer))
     return env
 
 

@@ -17,8 +17,10 @@ from torchrl.objectives import ClipPPOLoss, LossModule, MAPPOLoss
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
-from torchrl_rn.advantage import GraphGAE
-from torchrl_rn.composer import GraphComposer
+from torchrl_rn.keys import KEYS, _tuple_key
+from torchrl_rn.modules import GraphComposer
+from torchrl_rn.objectives.advantage import GraphGAE
+from torchrl_rn.objectives.semi_markov import decision_rows
 
 __all__ = ["RNLoss"]
 
@@ -55,7 +57,8 @@ class RNLoss(LossModule):
         loss_cls (type or Mapping[str, type]): the per-group TorchRL loss. Defaults to
             :class:`~torchrl.objectives.ClipPPOLoss` (``MAPPOLoss``/``IPPOLoss`` work too); a ``{group: class}``
             mapping chooses it per group (groups left out get ``ClipPPOLoss``). A composer built with
-            ``value_norm=True`` gives each group loss its group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes ``MAPPOLoss``, which has that hook).
+            ``value_norm=True`` gives each group loss its group's ``PopArtValueNorm`` (``ClipPPOLoss`` then becomes
+            ``MAPPOLoss``, which has that hook).
         clip_epsilon, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage: passed to every group's
             loss. Advantages are standardised over batch and time but not across a group's agents (TorchRL's
             multi-agent convention).
@@ -117,7 +120,6 @@ class RNLoss(LossModule):
     default_value_estimator = ValueEstimators.GAE
     #: both build a :class:`GraphGAE` (with ``beta=0`` it is TorchRL's (multi-agent) GAE for every vertex)
     SUPPORTED_VALUE_ESTIMATORS = (ValueEstimators.GAE, ValueEstimators.MAGAE)
-    _keys_are_group_fields = True  # GraphGAE's registration hook: these keys are fields, not a single group's keys
 
     def __init__(
         self,
@@ -184,17 +186,15 @@ class RNLoss(LossModule):
         produced = set(self.composer.messages.out_keys)
         found: list = [*self.composer.messages.in_keys]
         for k in self.composer.critic.in_keys:
-            found += [k, ("next", *_tuple(k))]
-        goals = self.graph.goal_rewards
+            found += [k, ("next", *_tuple_key(k))]
         for g in self.graph.groups:
             found += [k for k in self.composer.actor(g).in_keys if k not in produced]
             found += [(g, keys.action), (g, keys.sample_log_prob)]
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
             if self.graph.period(g) > 1:
-                found.append((g, "decided"))
-            if g in goals:  # the reward its estimator trains it on
-                found.append(("next", g, "vertex_reward"))
-        return list(dict.fromkeys(k for k in found if k not in produced or _tuple(k)[0] == "next"))
+                found.append(KEYS.of(g, "decided"))
+            found += self.graph.group_reward(g).train_keys(g)  # what its estimator trains it on
+        return list(dict.fromkeys(k for k in found if k not in produced or _tuple_key(k)[0] == "next"))
 
     @property
     def out_keys(self) -> list:
@@ -249,7 +249,10 @@ class RNLoss(LossModule):
         self._value_estimator = estimator
         self._forward_value_estimator_keys()
         for loss in self.group_losses.values():
-            loss.make_value_estimator(estimator)
+            if isinstance(estimator, GraphGAE):
+                estimator.bind(loss)
+            else:
+                loss.make_value_estimator(estimator)
         return self
 
     # ------------------------------------------------------------------ loss
@@ -289,10 +292,7 @@ class RNLoss(LossModule):
         critic and the entropy there). Without a decision in ``td`` the terms are 0 (still connected to the
         parameters, so a backward pass works).
         """
-        from torchrl_rn.advantage import _decided
-
-        decided = _decided(td, group)  # [*B, n, 1]: the group's vertices decide together
-        rows = decided.reshape(*td.batch_size, -1).any(-1)
+        rows = decision_rows(td, group)
         if bool(rows.any()):
             return loss(td[rows])
         return _zero_losses(loss(td))
@@ -304,7 +304,3 @@ def _zero_losses(terms: TensorDictBase) -> TensorDictBase:
         if k.startswith("loss_"):
             terms.set(k, v * 0.0)
     return terms
-
-
-def _tuple(key) -> tuple:
-    return key if isinstance(key, tuple) else (key,)
