@@ -13,7 +13,8 @@ assignment, steering to it). dropout has none either; its reference is ``Closest
 goal moves, straight to it: a centralised heuristic, since dropout's agents do not observe each other). PettingZoo's
 ``simple_spread_v3`` gets ``SpreadAssignment`` too, reading PettingZoo's observation layout and acting with MPE's
 discrete actions. A task without a heuristic or whose heuristic needs a missing package (navigation's needs
-``cvxpylayers``) is listed with the reason instead of a number.
+``cvxpylayers``) is listed with the reason instead of a number. Every task also gets the return of a uniformly
+random policy (``"random"``), the floor a learner must clear, evaluated the same way.
 """
 from __future__ import annotations
 
@@ -152,6 +153,22 @@ def heuristic_return(task: str, *, n_agents: int, max_steps: int, seeds: list[in
             "episodes": len(returns), "n_agents": n_agents, "max_steps": max_steps}
 
 
+def random_return(task: str, *, n_agents: int, max_steps: int, seeds: list[int], num_envs: int,
+                  continuous_actions: bool = True) -> dict:
+    """Mean and 95% CI of a uniformly random policy's episode return (TorchRL's ``rollout`` without a policy samples
+    the action spec), over ``num_envs`` episodes per seed: the floor a learner must clear."""
+    returns = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        env = make_env(task, n_agents=n_agents, num_envs=num_envs, max_steps=max_steps, seed=seed,
+                       continuous_actions=continuous_actions)
+        with torch.no_grad():
+            td = env.rollout(max_steps, break_when_any_done=False)
+        returns += episode_returns(td).tolist()
+    mean, ci = mean_ci95(returns)
+    return {"mean": mean, "ci95": ci, "episodes": len(returns)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", help="tasks (default: every task of the learning presets)")
@@ -166,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         # the agents, steps and action space of the full preset, else of the first preset that runs the task
         runs_it = [p for p in PRESETS.values() if task in p.tasks]
         preset = PRESETS["full"] if task in PRESETS["full"].tasks or not runs_it else runs_it[0]
-        result[task] = heuristic_return(task, n_agents=preset.n_agents.get(task, 4), max_steps=preset.max_steps,
-                                        seeds=args.seeds, num_envs=args.envs,
-                                        continuous_actions=preset.continuous_actions)
+        setting = dict(n_agents=preset.n_agents.get(task, 4), max_steps=preset.max_steps, seeds=args.seeds,
+                       num_envs=args.envs, continuous_actions=preset.continuous_actions)
+        result[task] = {**heuristic_return(task, **setting), "random": random_return(task, **setting)}
         print(task, result[task])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(sorted(result.items())), indent=1) + "\n")

@@ -242,15 +242,18 @@ def _not_run(files: list, presets: dict) -> list[str]:
 
 def _reference(path: Path) -> str:
     """The hand-written reference policies of ``benchmarks/reference.py`` (dashed lines in the learning plots)."""
-    rows = ["| task | reference policy | return (mean ± 95% CI) |", "| --- | --- | --- |"]
+    rows = ["| task | reference policy | return (mean ± 95% CI) | random policy |", "| --- | --- | --- | --- |"]
     for task, r in json.loads(path.read_text()).items():
+        rand = r.get("random")
+        floor = f"{_pm(rand['mean'], rand['ci95'])} ({rand['episodes']} episodes)" if rand else "not run"
         if "skipped" in r:
-            rows.append(f"| {task} | none: {r['skipped']} | |")
+            rows.append(f"| {task} | none: {r['skipped']} | | {floor} |")
         else:
             rows.append(f"| {task} ({r['n_agents']} agents, {r['max_steps']} steps) | `{r['policy']}` | "
-                        f"{_pm(r['mean'], r['ci95'])} ({r['episodes']} episodes) |")
+                        f"{_pm(r['mean'], r['ci95'])} ({r['episodes']} episodes) | {floor} |")
     return ("Reference policies (`python benchmarks/reference.py`; hand-written, not learned, evaluated like the "
-            "learners):\n\n" + "\n".join(rows))
+            "learners), and a uniformly random policy's return, the floor a learner must clear:\n\n"
+            + "\n".join(rows))
 
 
 def summary_markdown(results: Path) -> str:

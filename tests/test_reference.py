@@ -55,6 +55,16 @@ def test_pettingzoo_spread_reference_runs_through_the_benchmark_pipeline(monkeyp
     assert -15 < out["mean"] < -4  # a uniformly random policy scores about -27 there, MAPPO's published about -9
 
 
+def test_random_policy_floor_is_seeded_and_below_the_heuristic(monkeypatch):
+    pytest.importorskip("mpe2")
+    reference = load(monkeypatch, "reference")
+    setting = dict(n_agents=3, max_steps=25, seeds=[0, 1], num_envs=4, continuous_actions=False)
+    out = reference.random_return("pettingzoo/simple_spread_v3", **setting)
+    assert out["episodes"] == 8
+    assert -45 < out["mean"] < -15  # about -27 (the test above): far below the heuristic's -15 to -4
+    assert reference.random_return("pettingzoo/simple_spread_v3", **setting) == out  # seeded: the same floor again
+
+
 def test_closest_goes_moves_only_the_agent_nearest_the_goal(monkeypatch):
     reference = load(monkeypatch, "reference")
     policy = reference.ClosestGoes(u_range=1.0, gain=1.0, damping=0.5)
@@ -74,7 +84,8 @@ def rows(text: str) -> dict[str, str]:
 def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
     load(monkeypatch, "learning")
     report = load(monkeypatch, "report")
-    ref = {"vmas/balance": {"policy": "p", "mean": 13.0, "ci95": 1.0, "episodes": 4, "n_agents": 4, "max_steps": 100},
+    ref = {"vmas/balance": {"policy": "p", "mean": 13.0, "ci95": 1.0, "episodes": 4, "n_agents": 4, "max_steps": 100,
+                            "random": {"mean": -3.25, "ci95": 0.5, "episodes": 8}},
            "vmas/navigation": {"skipped": "needs cvxpy"}}
     (tmp_path / "reference.json").write_text(json.dumps(ref))
     harness = sys.modules["harness"]  # what learning.py runs: its plots read the reference there
@@ -84,8 +95,8 @@ def test_reference_lines_reach_the_plot_and_the_table(monkeypatch, tmp_path):
     result["hyperparameters"]["max_steps"] = 25  # a preset with other episodes gets no line
     assert harness._reference(result) is None
     text = report.results_markdown(tmp_path)
-    assert "| vmas/balance (4 agents, 100 steps) | `p` | 13.0 ± 1.0 (4 episodes) |" in text
-    assert "| vmas/navigation | none: needs cvxpy | |" in text
+    assert "| vmas/balance (4 agents, 100 steps) | `p` | 13.0 ± 1.0 (4 episodes) | -3.2 ± 0.5 (8 episodes) |" in text
+    assert "| vmas/navigation | none: needs cvxpy | | not run |" in text
 
 
 def test_table_labels_methods_that_use_task_knowledge(monkeypatch, tmp_path):
