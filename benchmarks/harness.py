@@ -306,9 +306,16 @@ def plot_task(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run_task(out: Path, task: str, preset: Preset, name: str, *, methods=None, seeds=None) -> dict:
+#: episodes of the re-evaluation every finished run gets (reevaluate.py's default; E1's and E2's primary score):
+#: run folders stay on the machine that trained them, so a run is scored where and when it finishes
+REEVAL_EPISODES = 256
+
+
+def run_task(out: Path, task: str, preset: Preset, name: str, *, methods=None, seeds=None,
+             reeval: int | None = REEVAL_EPISODES) -> dict:
     """Runs every (method, seed) of ``preset`` on ``task`` (or the subsets given) that ``<out>/<task>.json`` lacks,
-    claiming each before it starts so that slices side by side never train the same run. Returns the result."""
+    claiming each before it starts so that slices side by side never train the same run, and re-evaluates each
+    finished run on ``reeval`` episodes (:func:`reevaluate`; ``None``: not). Returns the result."""
     path = out / f"{task.replace('/', '-')}.json"
     result = load_result(path, task, preset, name)
     if path.exists() and json.loads(path.read_text())["hyperparameters"] != result["hyperparameters"]:
@@ -318,6 +325,9 @@ def run_task(out: Path, task: str, preset: Preset, name: str, *, methods=None, s
         for seed in seeds or preset.seeds:
             if str(seed) in entry["seeds"]:
                 print(f"{task} {method} seed {seed}: kept from {path}", flush=True)
+                if reeval and run_dir(out, task, method, seed).is_dir() and not _reevaluated(path, method, seed,
+                                                                                            reeval):
+                    reevaluate(out, task, method, seed, preset=name, episodes=reeval)  # finished before, not scored
                 continue
             folder = run_dir(out, task, method, seed)
             claim = folder.with_name(folder.name + ".claim")
@@ -333,9 +343,51 @@ def run_task(out: Path, task: str, preset: Preset, name: str, *, methods=None, s
                 print(f"{task} {method} seed {seed}: eval return {run['eval_return'][-1]:.2f} "
                       f"({run['frames_per_second']:.0f} frames/s)", flush=True)
                 result = save_result(result, path)
+                if reeval:
+                    reevaluate(out, task, method, seed, preset=name, episodes=reeval)
             finally:
                 claim.unlink(missing_ok=True)
     return result
+
+
+def _reeval_path(task_json: Path) -> Path:
+    return task_json.with_name(task_json.stem + ".reeval.json")
+
+
+def _reevaluated(task_json: Path, method: str, seed: int, episodes: int) -> bool:
+    path = _reeval_path(task_json)
+    if not path.exists():
+        return False
+    data = json.loads(path.read_text())
+    return data.get("episodes") == episodes and str(seed) in data["methods"].get(method, {}).get("seeds", {})
+
+
+def reevaluate(out: Path, task: str, method: str, seed: int, *, preset: str, episodes: int = REEVAL_EPISODES) -> float:
+    """Scores a finished run on ``episodes`` fresh deterministic episodes (eval seed ``1000 + seed``, the same
+    episodes for every method of a seed, as ``reevaluate.py`` does) and merges the score into
+    ``<out>/<task>.reeval.json`` under the task JSON's lock (slices side by side keep each other's scores). A file
+    scored on another number of episodes is left alone. Returns the score."""
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    score = evaluate_run(run_dir(out, task, method, seed), episodes=episodes, seed=1000 + seed).mean
+    task_json = out / f"{task.replace('/', '-')}.json"
+    path = _reeval_path(task_json)
+    with _lock(task_json) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {
+            "task": task, "preset": preset, "episodes": episodes, "eval_seed": "1000 + training seed", "methods": {}}
+        if data.get("episodes") != episodes:
+            print(f"{path}: scored on {data.get('episodes')} episodes, not {episodes}; {method} seed {seed} not "
+                  "added", flush=True)
+            return score
+        seeds = data["methods"].setdefault(method, {"seeds": {}})["seeds"]
+        seeds[str(seed)] = {"return": score, "episodes": episodes}
+        data["methods"][method]["seeds"] = dict(sorted(seeds.items(), key=lambda kv: int(kv[0])))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    print(f"{task} {method} seed {seed}: re-evaluated on {episodes} episodes: {score:.3f}", flush=True)
+    return score
 
 
 def load_result(path: Path, task: str, preset: Preset, name: str) -> dict:

@@ -30,6 +30,7 @@ from harness import (  # noqa: F401 - re-exported: reference.py, reevaluate.py a
     LEGACY,
     METHODS,
     PRESETS,
+    REEVAL_EPISODES,
     REFERENCE,
     TASK_KNOWLEDGE,
     Preset,
@@ -63,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
                         "spec (e.g. flat,tree:2,tree:2,2,dag), with the preset's budget and seeds; results go to "
                         "benchmarks/results/graphs-<preset> unless --out is given")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
+    parser.add_argument("--reeval", type=int, default=REEVAL_EPISODES, metavar="EPISODES",
+                        help="re-evaluate each finished run on this many deterministic episodes (eval seed 1000 + "
+                        "seed) into <task>.reeval.json, as reevaluate.py does; also runs kept from the JSON whose "
+                        "folder is here and that have no score yet; 0: do not [default: %(default)s]")
     args = parser.parse_args(argv)
+    if args.reeval < 0:
+        parser.error(f"--reeval: a number of episodes >= 0, got {args.reeval}")
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.preset or "quick"
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or f"benchmarks/results/{name}")
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks or preset.tasks:
-        run_task(out, task, preset, name, methods=args.methods, seeds=args.seeds)
+        run_task(out, task, preset, name, methods=args.methods, seeds=args.seeds, reeval=args.reeval or None)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,22 @@ def run(script: str, *args: str) -> str:
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_learning_tiny_writes_json_and_png(tmp_path):
     # first one slice (MAPPO, seed 1), as if the benchmark had been stopped after it; the rerun keeps it, adds the rest
-    run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1", "--threads", "1")
+    run("learning.py", "--tiny", "--out", str(tmp_path), "--methods", "mappo", "--seeds", "1", "--threads", "1",
+        "--reeval", "4")
+    scored = json.loads((tmp_path / "vmas-balance.reeval.json").read_text())  # re-evaluated as soon as it finished
+    assert scored["episodes"] == 4 and {m: set(e["seeds"]) for m, e in scored["methods"].items()} == {"mappo": {"1"}}
+    (tmp_path / "vmas-balance.reeval.json").unlink()  # as if it had finished before runs were re-evaluated
     partial = json.loads((tmp_path / "vmas-balance.json").read_text())
     assert set(partial["methods"]) == {"mappo"} and set(partial["methods"]["mappo"]["seeds"]) == {"1"}
     assert partial["methods"]["mappo"]["seeds"]["1"]["threads"] == 1
     partial["hyperparameters"]["methods"] = ["mappo"]  # as if written before the preset had more methods: kept
     (tmp_path / "vmas-balance.json").write_text(json.dumps(partial))
-    out = run("learning.py", "--tiny", "--out", str(tmp_path))
+    out = run("learning.py", "--tiny", "--out", str(tmp_path), "--reeval", "4")
     assert out.count("kept from") == 1 and out.count("eval return") == 3
+    # the kept run, whose folder is here, is scored too: every finished run has its re-evaluated score
+    assert out.count("re-evaluated on 4 episodes") == 4
+    scored = json.loads((tmp_path / "vmas-balance.reeval.json").read_text())
+    assert {m: set(e["seeds"]) for m, e in scored["methods"].items()} == {"mappo": {"0", "1"}, "rn-tree2": {"0", "1"}}
     result = json.loads((tmp_path / "vmas-balance.json").read_text())
     assert result["methods"]["mappo"]["seeds"]["1"] == partial["methods"]["mappo"]["seeds"]["1"]
     assert (tmp_path / "vmas-balance.png").stat().st_size > 1000
@@ -51,6 +59,7 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
 
     again = evaluate_run(tmp_path / "runs" / "vmas-balance" / "rn-tree2" / "seed1", episodes=4, seed=1001)
     assert reeval["methods"]["rn-tree2"]["seeds"]["1"]["return"] == pytest.approx(again.mean, abs=1e-5)
+    assert reeval["methods"] == scored["methods"]  # the harness scores a run exactly as reevaluate.py does
     # --methods / --seeds re-evaluate only the runs named; the others keep their scores from the file
     for method, seed in (("mappo", "0"), ("rn-tree2", "0"), ("rn-tree2", "1")):
         reeval["methods"][method]["seeds"][seed]["return"] = 123.0
