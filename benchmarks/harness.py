@@ -206,7 +206,7 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         trainer.close()
     wall = earlier + time.perf_counter() - start
     evals = [(r["frames"], r["eval_return"]) for r in history if "eval_return" in r]
-    return {
+    run = {
         "frames": [f for f, _ in evals],
         "eval_return": [v for _, v in evals],
         "train_frames": [r["frames"] for r in history],
@@ -215,6 +215,11 @@ def run_one(preset: Preset, task: str, method: str, seed: int, out: Path) -> dic
         "frames_per_second": trainer.frames / wall,
         "threads": torch.get_num_threads(),
     }
+    # each manager group's influence at every evaluation that measured it (RN runs; none for MAPPO/IPPO)
+    columns = dict.fromkeys(k for r in history for k in r if k.endswith("/influence"))
+    if columns:
+        run["influence"] = {k.removesuffix("/influence"): [r[k] for r in history if k in r] for k in columns}
+    return run
 
 
 def _unfinished(cfg: TrainConfig) -> RNTrainer | None:

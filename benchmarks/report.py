@@ -75,6 +75,15 @@ def _labels(definition: dict) -> str:
                                            ("communicates", _communicates(definition))) if on)
 
 
+def _influence(entry: dict, seeds: list[str]) -> str:
+    """``influence X`` for a method whose runs recorded their managers' influence (``harness.run_one``: each manager
+    group's, at every evaluation): the last value, averaged over manager groups, then over the ``seeds`` that have
+    one. A score with influence near 0 is a size or shaping effect, not hierarchy."""
+    last = [statistics.fmean(curve[-1] for curve in run["influence"].values())
+            for s, run in entry.get("seeds", {}).items() if s in seeds and run.get("influence")]
+    return f"influence {statistics.fmean(last):.2f}" if last else ""
+
+
 def _score_final(run: dict) -> float:
     return run["eval_return"][-1]
 
@@ -142,7 +151,8 @@ def _task_table(result: dict | None, reeval: dict | None, labels: dict) -> str:
                 else:
                     kept = [late[method][s] for s in seeds if s in late.get(method, {})]
                     cells += [score, *vs, _cell(kept, None if group else wanted) if kept else ""]
-            cells.append(_labels(definition))
+            influence = _influence((result or {}).get("methods", {}).get(method, {}), seeds)
+            cells.append(", ".join(filter(None, [_labels(definition), influence])))
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -50,6 +50,9 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
         assert method["final_ci95"] >= 0
         for run_ in method["seeds"].values():
             assert run_["frames"] == [100, 200] and len(run_["eval_return"]) == 2
+    for run_ in result["methods"]["rn-tree2"]["seeds"].values():  # the manager's influence at every evaluation
+        assert list(run_["influence"]) == ["level1"] and len(run_["influence"]["level1"]) == 2
+    assert all("influence" not in run_ for run_ in result["methods"]["mappo"]["seeds"].values())
     # every finished run re-evaluated on fresh episodes (eval seed 1000 + training seed), as `rn eval` scores it
     run("reevaluate.py", "--preset", tmp_path.name, "--task", "vmas/balance", "--episodes", "4",
         "--results", str(tmp_path.parent))

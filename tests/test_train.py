@@ -41,6 +41,23 @@ def test_run_writes_results_folder(tmp_path):
     assert len(logged) == 3  # TorchRL's CSVLogger got every evaluation
 
 
+def test_every_evaluation_logs_each_manager_groups_influence_without_touching_training(tmp_path):
+    history = RNTrainer(tiny_config(tmp_path, eval_every=2), env_fn=mock_env_fn(), progress=False).train()
+    assert ["level1/influence" in r for r in history] == ["eval_return" in r for r in history] == [False, True, True]
+    assert all(r["level1/influence"] > 0 for r in history if "eval_return" in r)  # untrained motors follow
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    assert [bool(r["level1/influence"]) for r in rows] == [False, True, True]
+    # measured on the evaluation's own states, with the random generators left as they were: training the same run
+    # without measuring it gives the same metrics
+    trainer = RNTrainer(tiny_config(tmp_path / "b", eval_every=2), env_fn=mock_env_fn(), progress=False)
+    trainer._evaluate = lambda influence=True: RNTrainer._evaluate(trainer, influence=False)
+    plain = trainer.train()
+    strip = [{k: v for k, v in r.items() if "influence" not in k and "seconds" not in k} for r in history]
+    assert strip == [{k: v for k, v in r.items() if "seconds" not in k} for r in plain]
+    mappo = RNTrainer(tiny_config(tmp_path / "m", algo="mappo"), env_fn=mock_env_fn(), progress=False).train()
+    assert not any(k.endswith("/influence") for r in mappo for k in r)
+
+
 def test_close_closes_the_training_and_evaluation_envs(tmp_path):
     closed = []
 

@@ -25,6 +25,7 @@ from tensordict import TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.modules.influence import vertex_influence
 from torchrl_rn.train.episodes import first_episode_mask
 from torchrl_rn.train.run import run_folder
 from torchrl_rn.train.trainer import RNTrainer
@@ -67,29 +68,8 @@ def vertex_stats(trainer: RNTrainer, *, episodes: int = 8, seed: int = 12345) ->
     if composer is not None:
         for v in graph.nx.nodes:
             if graph.subordinates(v):
-                stats[str(v)]["influence"] = _influence(composer, graph, base, v)
+                stats[str(v)]["influence"] = vertex_influence(composer, base, v)
     return stats
-
-
-def _influence(composer, graph: RNGraph, base: TensorDictBase, v) -> float:
-    """Mean |change| of ``v``'s subordinates' deterministic actions when ``v``'s action is resampled."""
-    g, i = graph.position(v)
-    td = base.clone()
-    action = td.get((g, "action")).clone()
-    action[..., i, :] = composer.actor(g).get_dist(base).sample()[..., i, :]
-    td.set((g, "action"), action)
-    below = [h for h in reversed(list(composer.vertex_groups)) if graph.group_level(h) < graph.level(v)]
-    with set_exploration_type(ExplorationType.DETERMINISTIC):
-        for h in below:  # top-down, as the policy runs them
-            vg = composer.vertex_groups[h]
-            if vg.instruction_gather is not None:
-                vg.instruction_gather(td)
-            vg.actor(td)
-    changes = []
-    for s in graph.subordinates(v):
-        gs, j = graph.position(s)
-        changes.append((td.get((gs, "action"))[..., j, :] - base.get((gs, "action"))[..., j, :]).abs().mean())
-    return float(torch.stack(changes).mean())
 
 
 def draw_network(graph: RNGraph, stats: dict[str, dict[str, float]], path: str | Path, *, title: str = "") -> Path:

@@ -43,6 +43,7 @@ from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
 
 from torchrl_rn.graph import RNGraph
+from torchrl_rn.modules.influence import group_influence
 from torchrl_rn.train import run
 from torchrl_rn.train.algorithms import Models, build_models, make_graph
 from torchrl_rn.train.checkpoint import (CHECKPOINT, FORMAT, CheckpointError, atomic_save, isolated_rng,
@@ -143,11 +144,6 @@ class RNTrainer:
     def _advantage(self, data: TensorDictBase) -> None:
         self.models.advantage(data)
 
-    @property
-    def _unread_keys(self) -> list:
-        """What the loss does not read once the advantages are in the batch, left out of the replay buffer."""
-        return self.models.unread_keys
-
     def _loss_value(self, batch: TensorDictBase) -> tuple[torch.Tensor, TensorDictBase]:
         out = self.loss(batch)
         if "loss" in out.keys():
@@ -177,13 +173,14 @@ class RNTrainer:
         self._check_batch(data)
         with torch.no_grad():
             self._advantage(data)
-        self._buffer.extend(data.exclude(*self._unread_keys).reshape(-1))
-        group_params = self._group_parameters()
+        # what the loss does not read once the advantages are in the batch stays out of the replay buffer
+        self._buffer.extend(data.exclude(*self.models.unread_keys).reshape(-1))
+        group_params = self.models.group_parameters()  # each RN group's own, for per-group gradient norms
         stats = MeanOver()
         for _ in range(cfg.epochs):
             for _ in range(cfg.frames_per_batch // cfg.minibatch_size):
                 loss, out = self._loss_value(self._buffer.sample())
-                row = loss_scalars(out, default_group=self._agent_group)
+                row = loss_scalars(out, default_group=self.models.agent_group)
                 row["loss"] = float(loss.detach())
                 if not math.isfinite(row["loss"]):
                     culprits = [k for k, v in row.items() if k != "loss" and not math.isfinite(v)] or ["loss"]
@@ -207,14 +204,6 @@ class RNTrainer:
     def _stop(self, what: str) -> None:
         raise NonFiniteError(f"iteration {self.iteration + 1}: {what}; the run stopped before updating, and "
                              f"{self.config.run_dir} keeps its last good checkpoint (iteration {self.iteration}).")
-
-    @property
-    def _agent_group(self) -> str:
-        return self.models.agent_group
-
-    def _group_parameters(self) -> dict[str, list[torch.Tensor]]:
-        """Each RN group's own parameters (its actor and value head), for per-group gradient norms."""
-        return self.models.group_parameters()
 
     def _start_iteration(self, collector: BaseCollector) -> None:
         """Envs reseeded from ``(seed, iteration)`` and reset, buffer emptied: the same start in a fresh or resumed run.
@@ -274,7 +263,8 @@ class RNTrainer:
                        **diagnostics, "train_seconds": time.perf_counter() - t0,
                        "wall_seconds": time.perf_counter() - start}
                 if self.iteration % cfg.eval_every == 0 or self.frames >= cfg.frames:
-                    row["eval_return"] = self.evaluate()
+                    row["eval_return"], influence = self._evaluate()
+                    row.update({f"{g}/influence": value for g, value in influence.items()})
                 self.history.append(row)
                 self._rng = GlobalRNGState().state_dict()
                 self.save(run_dir / CHECKPOINT)
@@ -315,10 +305,19 @@ class RNTrainer:
         The eval envs are reseeded each time (the same episodes at every evaluation), and the random generators are
         left as they were: evaluating does not change the course of training.
         """
-        with isolated_rng(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            self.eval_env.set_seed(self.config.seed + 1)
-            td = self.eval_env.rollout(self.config.max_steps, self.policy, break_when_any_done=False)
-        return episode_returns(td).mean().item()
+        return self._evaluate(influence=False)[0]
+
+    @torch.no_grad()
+    def _evaluate(self, *, influence: bool = True) -> tuple[float, dict[str, float]]:
+        """:meth:`evaluate`'s return, and each manager group's influence (:func:`~torchrl_rn.modules.influence.
+        group_influence`) at the states of its episodes (RN only; empty otherwise). Random generators untouched."""
+        with isolated_rng():
+            with set_exploration_type(ExplorationType.DETERMINISTIC):
+                self.eval_env.set_seed(self.config.seed + 1)
+                td = self.eval_env.rollout(self.config.max_steps, self.policy, break_when_any_done=False)
+            composer = self.composer if influence else None
+            measured = group_influence(composer, td.exclude("next").reshape(-1)) if composer is not None else {}
+        return episode_returns(td).mean().item(), measured
 
     # ------------------------------------------------------------------ persistence
     def _write_metrics(self, run_dir: Path) -> None:
