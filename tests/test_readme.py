@@ -25,3 +25,27 @@ def test_readme_python_block_runs(index):
     if "optimizer" not in namespace:  # an example that stops after backward: the motors' policy has a gradient
         actor = namespace["composer"].actor("agents")
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
+
+
+#: the README's table of packages: a row per module, the public names it gives in backticks
+PACKAGE_ROWS = re.findall(r"^\| `(torchrl_rn(?:\.\w+)?)` \| (.*) \|$", README.read_text(), flags=re.MULTILINE)
+
+
+def test_readme_names_import_from_the_packages_it_names():
+    import importlib
+
+    import torchrl_rn
+    from torchrl_rn import envs, train
+
+    public = {*torchrl_rn.__all__, *envs.__all__, *train.__all__}  # the library's names, not TorchRL's it mentions
+    assert len(PACKAGE_ROWS) >= 6
+    checked = 0
+    for module, text in PACKAGE_ROWS:
+        names = {n for n in re.findall(r"`(\w+)", text) if n in public}
+        loaded = importlib.import_module(module)
+        missing = sorted(n for n in names if not hasattr(loaded, n))
+        assert not missing, f"the README says {module} gives {missing}"
+        checked += len(names)
+        for name in names & set(torchrl_rn.__all__):  # and the core names import from torchrl_rn itself too
+            assert getattr(torchrl_rn, name) is getattr(loaded, name), name
+    assert checked >= 15
