@@ -49,7 +49,7 @@ class Killed(BaseException):
 
 # (method, which call dies): during the first iteration, mid-update, mid-evaluation, between the checkpoint and the
 # metrics file
-KILL_POINTS = [("update", 1), ("update", 3), ("evaluate", 2), ("_write_metrics", 2)]
+KILL_POINTS = [("update", 1), ("update", 3), ("_evaluate", 2), ("_write_metrics", 2)]
 
 
 @pytest.mark.parametrize("method, call", KILL_POINTS, ids=[f"{m}#{c}" for m, c in KILL_POINTS])
@@ -175,6 +175,26 @@ def test_force_replaces_the_old_run_entirely(uninterrupted, tmp_path, capsys):
     logged = (out / "logs" / "run" / "scalars" / "eval_return.csv").read_text().strip().splitlines()
     assert len(logged) == 2  # TorchRL's CSV logger holds the new run only, not both mixed
     assert (out / "notes.md").read_text() == "mine"
+    # the old run is moved aside, not deleted: a new run that failed would have lost nothing
+    [aside] = out.glob("replaced-*")
+    assert load_checkpoint(aside)["config"]["seed"] != 4 and metrics(aside) == metrics(uninterrupted)
+
+
+def test_a_folder_another_live_run_trains_in_is_refused_in_one_line(uninterrupted, tmp_path, capsys):
+    from torchrl_rn.train.run import RunLock
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with RunLock(out):  # stands for another process training there (flock: another open file, another owner)
+        for argv in (["train", *TINY, "--out", str(out), "--force"], ["train", "--resume", str(out), "--frames",
+                                                                       "400", "--no-progress"]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "is in use by another run (pid" in err, err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == {k: v for k, v in before.items() if k != ".lock"}  # nothing written, nothing moved
+    assert main(["train", "--resume", str(out), "--frames", "400", "--no-progress"]) == 0  # free once it ended
 
 
 def test_checkpoints_load_with_weights_only(uninterrupted):

@@ -280,9 +280,8 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     trainer.train()
     ckpt = tmp_path / "run" / "checkpoint.pt"
 
-    def dying_save(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"half a checkpoint")
+    def dying_save(obj, f):
+        f.write(b"half a checkpoint")
         raise KeyboardInterrupt  # killed mid-write
 
     monkeypatch.setattr(torch, "save", dying_save)
@@ -290,3 +289,16 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         trainer.save(ckpt)
     assert load_checkpoint(ckpt)["iteration"] == 1
+    assert sorted(p.name for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")) == []  # its temp file went too
+
+
+def test_saves_never_follow_a_planted_link_or_share_a_temp_file(tmp_path):
+    trainer = RNTrainer(tiny_config(tmp_path, frames=200), env_fn=mock_env_fn(), progress=False)
+    trainer.train()
+    ckpt, victim = tmp_path / "run" / "checkpoint.pt", tmp_path / "victim.txt"
+    victim.write_text("someone else's file")
+    for name in ("checkpoint.pt.tmp", ".checkpoint.pt.tmp", "config.json.tmp", "config.yaml.tmp"):
+        (ckpt.parent / name).symlink_to(victim)  # the temp names of before, and a guess at today's
+    trainer.save(ckpt)
+    trainer._prepare_folder(ckpt.parent)
+    assert victim.read_text() == "someone else's file" and load_checkpoint(ckpt)["iteration"] == 1

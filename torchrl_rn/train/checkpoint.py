@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torchrl.checkpoint import GlobalRNGState
 
-__all__ = ["CHECKPOINT", "FORMAT", "CheckpointError", "load_checkpoint", "atomic_save", "rng_for_here", "isolated_rng"]
+__all__ = ["CHECKPOINT", "FORMAT", "CheckpointError", "load_checkpoint", "atomic_save", "atomic_write", "rng_for_here",
+           "isolated_rng"]
 
 CHECKPOINT = "checkpoint.pt"
 #: the ``format`` entry of every checkpoint this version writes (torchrl-rn/1 had no random state but torch's CPU one)
@@ -55,11 +57,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, then a rename: a crash mid-write leaves the previous file intact."""
+    """``torch.save`` to a temporary file, then a rename: a crash mid-write leaves the previous file intact.
+
+    The temporary file gets a fresh name in the same folder, created exclusively (``tempfile.mkstemp``): two writers
+    never share it, and a file or link planted under a predictable name is never followed or overwritten.
+    """
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
+    """Writes ``path`` atomically: ``write(f)`` into a fresh, exclusively created temporary file of the same folder
+    (binary mode), then a rename over ``path``; the temporary file is removed if ``write`` fails."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def rng_for_here(rng: dict[str, Any]) -> dict[str, Any]:

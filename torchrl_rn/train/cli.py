@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="checkpoint file or run folder to continue from, in that folder, with the config it "
                             "recorded (only --frames may change; any other flag given must equal the recorded value)")
     train.add_argument("--force", action="store_true",
-                       help="replace the run an existing --out folder holds (without it such a folder is refused)")
+                       help="replace the run an existing --out folder holds, moving it aside into replaced-<time>/ there "
+                       "(without it such a folder is refused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     ev = sub.add_parser(
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 _train(args, config)
             elif args.command == "train":
                 trainer = _bad_input(_build, args)
+                _bad_input(trainer.claim)  # a folder another live run trains in: refused in one line
                 _report(trainer, trainer.train())
             elif args.command == "eval":
                 _bad_input(_eval, args)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tensordict import TensorDictBase
 
-__all__ = ["loss_scalars", "MeanOver", "COLUMNS_DOC", "write_metrics"]
+__all__ = ["loss_scalars", "MeanOver", "COLUMNS_DOC", "write_metrics", "nonfinite_entry"]
 
 #: What each column of ``metrics.csv`` means (and what the TorchRL logger receives under the same name).
 COLUMNS_DOC = {
@@ -115,3 +115,21 @@ def write_metrics(history: list[dict[str, float]], path: str | Path) -> None:
         writer.writeheader()
         writer.writerows({k: row.get(k, "") for k in fields} for row in history)
     os.replace(tmp, path)
+
+
+def nonfinite_entry(data: TensorDictBase) -> str | None:
+    """What a collected batch holds that is NaN or inf among its rewards and observations, naming its group (the
+    first one found), or ``None``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> nonfinite_entry(TensorDict({"next": {"agents": {"reward": torch.tensor([1.0, float("nan")])}}}, []))
+        "the collected batch holds NaN or inf in group 'agents''s reward ('next', 'agents', 'reward')"
+    """
+    for key, value in data.items(include_nested=True, leaves_only=True):
+        key = key if isinstance(key, tuple) else (key,)
+        if key[-1] in ("reward", "observation") and value.is_floating_point() and not value.isfinite().all():
+            where = [k for k in key[:-1] if k != "next"]
+            group = f"group {where[-1]!r}" if where else "the team (root)"
+            return f"the collected batch holds NaN or inf in {group}'s {key[-1]} {key}"
+    return None

@@ -1,9 +1,12 @@
 """The run folder policy: where a run writes, what it may replace, and what a resumed or read run is configured as.
 
 * A new run never takes another run's folder: one that holds a run (any of :data:`RUN_FILES`) is refused
-  (:func:`refuse_existing_run`) unless ``force``, which removes that run's files when training starts
-  (:func:`prepare_folder`); a run without ``out`` goes to ``results/<task>_<method>_seed<seed>`` or, when that holds
-  a run, to the same name with a timestamp (:func:`free_folder`).
+  (:func:`refuse_existing_run`) unless ``force``, which moves that run's files aside into ``replaced-<time>/`` when
+  training starts (:func:`prepare_folder`); a run without ``out`` goes to ``results/<task>_<method>_seed<seed>`` or,
+  when that holds a run, to the same name with a timestamp (:func:`free_folder`).
+* While a run trains (or a resumed one continues), its folder is locked (:class:`RunLock`): any other run on it is
+  refused (:class:`RunInUse`), whatever its flags. Files are written atomically through fresh temporary names that
+  never follow links (:func:`~torchrl_rn.train.checkpoint.atomic_write`).
 * A resumed run writes into its checkpoint's folder, with the configuration it recorded: only the settings in
   :data:`RESUMABLE` may change, any other one given must equal the recorded one (:func:`resumed_config`).
 * A run read for ``rn eval`` or ``rn show`` (``read_only``) needs no writable folder and runs on its own device, or on
@@ -20,19 +23,19 @@ Examples:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
+from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, atomic_write, load_checkpoint
 from torchrl_rn.train.config import TrainConfig, device_problem
 
 __all__ = ["RUN_FILES", "RESUMABLE", "DeviceFallbackWarning", "run_folder", "holds_run", "refuse_existing_run",
-           "free_folder", "check_writable", "prepare_folder", "resumed_config"]
+           "free_folder", "check_writable", "prepare_folder", "resumed_config", "RunLock", "RunInUse"]
 
 #: the files of a run in its folder (``--force`` removes exactly these before a new run starts there)
 RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
@@ -83,23 +86,82 @@ def check_writable(out: Path) -> None:
         raise ValueError(f"--out {str(out)!r} is not writable ({str(existing)!r} is read-only).")
 
 
-def prepare_folder(run_dir: Path, config: TrainConfig, *, force: bool = False) -> None:
-    """Creates the run folder (``force``: first removes the old run's files :data:`RUN_FILES`) and writes the run's
-    ``config.json`` and ``config.yaml`` (the config this run ran: ``rn train --config`` runs it again), atomically."""
-    if force:
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+def prepare_folder(run_dir: Path, config: TrainConfig, *, force: bool = False) -> Path | None:
+    """Creates the run folder and writes the run's ``config.json`` and ``config.yaml`` (the config this run ran:
+    ``rn train --config`` runs it again), atomically. With ``force``, the old run's files (:data:`RUN_FILES`) are
+    first moved aside into ``replaced-<time>/`` inside the folder, never deleted: a new run that then fails loses no
+    run. Returns that folder (``None`` where nothing was moved)."""
+    aside = None
+    if force and (found := holds_run(run_dir)):
+        aside = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        k = 1
+        while aside.exists():
+            k += 1
+            aside = aside.with_name(f"{aside.name.split('~')[0]}~{k}")
+        aside.mkdir()
+        for name in found:
+            os.replace(run_dir / name, aside / name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(config.to_flat(), indent=2, default=str))
-    os.replace(tmp, run_dir / "config.json")
-    tmp = run_dir / "config.yaml.tmp"
-    config.to_yaml(tmp)
-    os.replace(tmp, run_dir / "config.yaml")
+    atomic_write(run_dir / "config.json",
+                 lambda f: f.write(json.dumps(config.to_flat(), indent=2, default=str).encode()))
+    atomic_write(run_dir / "config.yaml", lambda f: f.write(config.to_yaml().encode()))
+    return aside
+
+
+class RunInUse(ValueError):
+    """A run folder that another live process is training in (its lock is held)."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a run trains there: a second run (or resume) on the same
+    folder is refused, whatever its flags, until the first one ends or dies (``fcntl.flock`` on ``<folder>/.lock``,
+    which the kernel releases with its process; the file is opened without following links).
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp()) / "run"
+        >>> with RunLock(folder):
+        ...     try:
+        ...         RunLock(folder).acquire()
+        ...     except RunInUse as err:
+        ...         print(str(err).split(";")[0].replace(str(folder), "RUN"))
+        --out 'RUN' is in use by another run (pid ...)
+        >>> RunLock(folder).acquire().release()  # free again once the first one ended
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder, self._fd = Path(folder), None
+
+    def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / self.NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunInUse(f"--out {str(self.folder)!r} is in use by another run (pid {holder}); wait for it to end, "
+                           "or give another --out.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def resumed_config(path: str | Path, *, frames: int | None = None, settings: dict[str, Any] | None = None,

@@ -1,11 +1,8 @@
 """``RNTrainer``: train an RN graph, or TorchRL's MAPPO/IPPO, with one pipeline (the loop only).
 
-The pipeline is TorchRL's multi-agent PPO recipe (its MAPPO tutorial): a :class:`~torchrl.collectors.Collector`, a
-:class:`~torchrl.data.ReplayBuffer` sampled without replacement, a PPO loss, Adam and gradient clipping. Only the
-policy, critic, loss and value estimator change with ``algo``; one builder per algorithm makes them
-(:mod:`~torchrl_rn.train.algorithms`). Where a run writes, what it may replace and what a resumed run may change is
-the run folder policy of :mod:`~torchrl_rn.train.run` (no run is lost: a folder holding one is refused without
-``force``).
+The pipeline is TorchRL's multi-agent PPO recipe (its MAPPO tutorial): a collector, a replay buffer sampled without
+replacement, a PPO loss, Adam and gradient clipping; the policy, critic, loss and estimator come from one builder per
+``algo`` (:mod:`~torchrl_rn.train.algorithms`), and where a run writes is :mod:`~torchrl_rn.train.run`'s policy.
 
 A run writes ``config.yaml`` (and the same as ``config.json``), ``metrics.csv`` (one row per iteration: returns,
 loss and the PPO diagnostics of every group, see :mod:`~torchrl_rn.train.diagnostics`), ``curve.png`` and
@@ -50,7 +47,7 @@ from torchrl_rn.train.checkpoint import (CHECKPOINT, FORMAT, CheckpointError, at
                                          load_checkpoint, rng_for_here)
 from torchrl_rn.train.collection import make_collector, task_env_fn, wrap_env
 from torchrl_rn.train.config import TrainConfig
-from torchrl_rn.train.diagnostics import MeanOver, loss_scalars, write_metrics
+from torchrl_rn.train.diagnostics import MeanOver, loss_scalars, nonfinite_entry, write_metrics
 from torchrl_rn.train.episodes import ended_episode_return, episode_returns
 from torchrl_rn.train.plots import plot_curves
 from torchrl_rn.train.run import RESUMABLE, RUN_FILES, DeviceFallbackWarning
@@ -105,7 +102,8 @@ class RNTrainer:
             run.check_writable(config.run_dir)
         self.config = cfg = config
         self.progress = progress
-        self._force = force and not _resuming  # remove the old run's files when training starts, not before
+        self._force = force and not _resuming  # move the old run's files aside when training starts, not before
+        self._lock = run.RunLock(self.config.run_dir)
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         # picklable: worker processes and Ray actors (``workers``, ``ray``) build their envs with it
@@ -170,7 +168,8 @@ class RNTrainer:
         :data:`~torchrl_rn.train.diagnostics.COLUMNS_DOC`) and, for RN, each group's own ``grad_norm``.
         """
         cfg = self.config
-        self._check_batch(data)
+        if (problem := nonfinite_entry(data)) is not None:
+            self._stop(problem)
         with torch.no_grad():
             self._advantage(data)
         # what the loss does not read once the advantages are in the batch stays out of the replay buffer
@@ -191,15 +190,6 @@ class RNTrainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
         return stats.mean()
-
-    def _check_batch(self, data: TensorDictBase) -> None:
-        """Stops the run if a reward or observation of the batch is NaN or inf, naming its group."""
-        for key, value in data.items(include_nested=True, leaves_only=True):
-            key = key if isinstance(key, tuple) else (key,)
-            if key[-1] in ("reward", "observation") and value.is_floating_point() and not value.isfinite().all():
-                where = [k for k in key[:-1] if k != "next"]
-                group = f"group {where[-1]!r}" if where else "the team (root)"
-                self._stop(f"the collected batch holds NaN or inf in {group}'s {key[-1]} {key}")
 
     def _stop(self, what: str) -> None:
         raise NonFiniteError(f"iteration {self.iteration + 1}: {what}; the run stopped before updating, and "
@@ -225,8 +215,13 @@ class RNTrainer:
                 collector.reset()
         self._buffer.empty()
 
+    def claim(self) -> None:
+        """Locks the run folder (:class:`~torchrl_rn.train.run.RunLock`) until :meth:`train` ends, which claims it
+        too; raises :class:`~torchrl_rn.train.run.RunInUse` where another live run holds it."""
+        self._lock.acquire()
+
     def _prepare_folder(self, run_dir: Path) -> None:
-        """Creates the run folder (``force``: first removes the old run's files) and writes its config files."""
+        """Creates the run folder (``force``: first moves the old run's files aside) and writes its config files."""
         run.prepare_folder(run_dir, self.config, force=self._force)
         self._force = False
 
@@ -238,6 +233,13 @@ class RNTrainer:
         """
         cfg = self.config
         run_dir = cfg.run_dir
+        self.claim()
+        try:
+            return self._train(cfg, run_dir)
+        finally:
+            self._lock.release()
+
+    def _train(self, cfg: TrainConfig, run_dir: Path) -> list[dict[str, float]]:
         self._prepare_folder(run_dir)
         remaining = cfg.frames - self.frames
         if remaining <= 0:
