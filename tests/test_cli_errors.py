@@ -36,6 +36,10 @@ def inputs(tmp_path_factory):
     (root / "notes.txt").write_text("hello")
     (root / "bad.json").write_text("{not json")
     (root / "afile").write_text("a file, not a folder")
+    # YAML 1.1 values a typed config must refuse rather than misread (true as 1.0, "false" as on, 200.7 as 300)
+    for name, text in {"lr_true": "lr: true", "frames_fraction": "frames: 200.7", "value_norm_text": 'value_norm: "false"',
+                       "lr_word": "lr: fast", "seed_text": "seed: one", "graph_list": "graph: [1, 2]"}.items():
+        (root / f"{name}.yaml").write_text(text + "\n")
     torch.save({"weights": torch.zeros(2)}, root / "foreign.pt")
     old = torch.load(root / "run" / "checkpoint.pt", weights_only=True)
     old["format"] = "torchrl-rn/1"
@@ -92,6 +96,18 @@ CASES = [
     ("resume into another folder", ["train", "--resume", "{d}/run", "--out", "{t}/elsewhere"], "--out"),
     ("resume with force", ["train", "--resume", "{d}/run", "--force"], "--force"),
     ("eval of a crafted pickle", ["eval", "{d}/evil.pt"], "evil.pt"),
+    ("lr inf", [*TINY, "--lr", "inf", "--out", "{t}/run"], "--lr"),
+    ("lr nan", [*TINY, "--lr", "nan", "--out", "{t}/run"], "--lr"),
+    ("clip epsilon inf", [*TINY, "--clip-epsilon", "inf", "--out", "{t}/run"], "--clip-epsilon"),
+    ("entropy inf", [*TINY, "--entropy-coeff", "inf", "--out", "{t}/run"], "--entropy-coeff"),
+    ("yaml lr: true", [*TINY, "--config", "{d}/lr_true.yaml", "--out", "{t}/run"], "lr must be a number"),
+    ("yaml frames: 200.7", [*TINY, "--config", "{d}/frames_fraction.yaml", "--out", "{t}/run"],
+     "frames must be a whole number"),
+    ("yaml value_norm as text", [*TINY, "--config", "{d}/value_norm_text.yaml", "--out", "{t}/run"],
+     "value_norm must be true or false"),
+    ("yaml lr as a word", [*TINY, "--config", "{d}/lr_word.yaml", "--out", "{t}/run"], "lr must be a number"),
+    ("yaml seed as a word", [*TINY, "--config", "{d}/seed_text.yaml", "--out", "{t}/run"], "seed must be"),
+    ("yaml graph as a list", [*TINY, "--config", "{d}/graph_list.yaml", "--out", "{t}/run"], "graph must be text"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("cuda on a CPU build", [*TINY, "--device", "cuda", "--out", "{t}/run"], "--device 'cuda'"))
@@ -122,6 +138,16 @@ def test_bad_input_is_refused_in_one_line(name, argv, culprit, inputs, tmp_path,
     assert not (inputs / "pwned").exists()
 
 
+
+
+def test_yaml_numbers_are_read_as_the_flags_read_them(tmp_path):
+    from torchrl_rn.train import TrainConfig
+
+    path = tmp_path / "exp.yaml"  # YAML 1.1 reads 3e-4 and 1.5e3 as text; the flags would read them as numbers
+    path.write_text("task: mock\nlr: 3e-4\nentropy_coeff: 1e-3\nframes: 1.5e3\nn_agents: 3\nperiods: 1\n")
+    config = TrainConfig.from_yaml(path)
+    assert (config.lr, config.entropy_coeff, config.frames, config.n_agents) == (3e-4, 1e-3, 1500, 3)
+    assert type(config.frames) is int and config.periods == "1"
 
 
 def test_internal_errors_keep_their_traceback(inputs, tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ import torch
 from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import parse_reward
 from torchrl_rn.train.settings import (ALGOS, CRITICS, GRAPH_SPEC_HELP, LOGGERS, RN_ONLY, PPOConfig, RNConfig,
-                                       RunConfig, TaskConfig, _opt, field_help)
+                                       RunConfig, TaskConfig, _opt, field_help, typed_value)
 
 __all__ = ["TrainConfig", "TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "LOGGERS", "CRITICS",
            "GRAPH_SPEC_HELP", "field_help", "device_problem"]
@@ -206,7 +206,9 @@ class TrainConfig:
             raise ValueError(f"cannot read config file {str(path)!r}: {err}") from None
         if not isinstance(values, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of TrainConfig fields.")
-        return cls.from_dict({**cls.flatten(values), **overrides}, source=str(path))
+        fields = {f.name: f for f in cls.flat_fields()}
+        typed = {k: typed_value(fields[k], v, str(path)) if k in fields else v for k, v in cls.flatten(values).items()}
+        return cls.from_dict({**typed, **overrides}, source=str(path))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The config as YAML, one commented line per field (the comment is the field's help); written to
@@ -231,6 +233,10 @@ class TrainConfig:
         package = LOGGERS[self.logger]
         if package and importlib.util.find_spec(package) is None:  # fail now, not after the first batch
             raise ValueError(f"logger {self.logger!r} needs the {package} package: pip install {package}")
+        for f in self.flat_fields():  # inf or nan passes every range check below: refused first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{_flag(f.name)} must be a finite number, got {value}.")
         for name in ("frames", "frames_per_batch", "epochs", "minibatch_size", "max_steps", "eval_every", "eval_envs",
                      "num_cells", "manager_cells"):
             if getattr(self, name) < 1:
@@ -356,3 +362,4 @@ def _flag(name: str) -> str:
 def _slug(text: str) -> str:
     """``text`` with everything but letters, digits, ``.``, ``+`` and ``-`` replaced by ``-``: a file name."""
     return re.sub(r"[^A-Za-z0-9.+-]", "-", text).strip(".-") or "run"
+

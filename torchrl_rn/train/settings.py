@@ -18,7 +18,7 @@ from typing import Any
 from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import REWARD_HELP
 
-__all__ = ["TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "CRITICS", "LOGGERS", "RN_ONLY",
+__all__ = ["TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "CRITICS", "LOGGERS", "RN_ONLY", "typed_value",
            "GRAPH_SPEC_HELP", "field_help"]
 
 ALGOS = ("rn", "mappo", "ippo")
@@ -188,3 +188,46 @@ class RunConfig:
                        "is always written)", choices=tuple(LOGGERS))
     out: str | None = _opt(None, "output folder of the run; omitted: results/<task>_<algo or rn-graph>_seed<seed>, "
                            "or a fresh timestamped folder beside it when that one already holds a run")
+
+
+def typed_value(f: dataclasses.Field, value: Any, source: str) -> Any:
+    """A YAML value of field ``f`` as the flag would take it, or a one-line error naming the field and the file.
+
+    YAML 1.1 reads ``3e-4`` as a string and ``true`` as a boolean: a number field takes a number or a number's text
+    (``lr: 3e-4``), an integer field only a whole number (``frames: 200.7`` is refused, ``frames: 1.5e3`` is 1500), a
+    switch only ``true``/``false`` (``value_norm: "false"`` is refused), a text field text or a number.
+
+    Examples:
+        >>> fields = PPOConfig.__dataclass_fields__
+        >>> typed_value(fields["lr"], "3e-4", "exp.yaml"), typed_value(fields["frames"], "1.5e3", "exp.yaml")
+        (0.0003, 1500)
+        >>> typed_value(fields["lr"], True, "exp.yaml")
+        Traceback (most recent call last):
+        ValueError: exp.yaml: lr must be a number, got True.
+    """
+    default, name = f.default, f.name
+    if value is None and default is None:
+        return None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{source}: {name} must be true or false, got {value!r}.")
+    kind = int if name == "n_agents" else {int: int, float: float}.get(type(default), str)
+    if kind is str:
+        if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return str(value) if not isinstance(value, str) else value
+        raise ValueError(f"{source}: {name} must be text, got {value!r}.")
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if kind is float and number is not None:
+        return float(number)
+    if kind is int and number is not None and float(number).is_integer():
+        return int(number)
+    what = "a whole number" if kind is int else "a number"
+    raise ValueError(f"{source}: {name} must be {what}, got {value!r}.")
