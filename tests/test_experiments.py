@@ -302,6 +302,9 @@ def test_cli_quiets_torchrl_only_while_it_runs(monkeypatch):
     seen = {}
 
     class FakeTrainer:
+        def claim(self):  # the run folder's lock (RNTrainer.claim)
+            pass
+
         def train(self):
             seen["info"] = logging.getLogger("torchrl").isEnabledFor(logging.INFO)
             warnings.warn("Nested TransformedEnvs are automatically unwrapped by default.", UserWarning)
