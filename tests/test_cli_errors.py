@@ -42,6 +42,7 @@ def inputs(tmp_path_factory):
         (root / f"{name}.yaml").write_text(text + "\n")
     torch.save({"weights": torch.zeros(2)}, root / "foreign.pt")
     old = torch.load(root / "run" / "checkpoint.pt", weights_only=True)
+    torch.save(old, root / "copy.pt")  # a good checkpoint under another name, beside other files
     old["format"] = "torchrl-rn/1"
     torch.save(old, root / "old.pt")
     torch.save({"format": "torchrl-rn/2", "payload": Evil(root / "pwned")}, root / "evil.pt")
@@ -95,6 +96,7 @@ CASES = [
     ("resume with another task", ["train", "--resume", "{d}/run", "--task", "vmas/balance"], "--task"),
     ("resume into another folder", ["train", "--resume", "{d}/run", "--out", "{t}/elsewhere"], "--out"),
     ("resume with force", ["train", "--resume", "{d}/run", "--force"], "--force"),
+    ("resume of a stray checkpoint file", ["train", "--resume", "{d}/copy.pt"], "not the checkpoint.pt of a run"),
     ("eval of a crafted pickle", ["eval", "{d}/evil.pt"], "evil.pt"),
     ("lr inf", [*TINY, "--lr", "inf", "--out", "{t}/run"], "--lr"),
     ("lr nan", [*TINY, "--lr", "nan", "--out", "{t}/run"], "--lr"),

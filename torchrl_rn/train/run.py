@@ -186,6 +186,10 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
     """
     state = load_checkpoint(path) if state is None else state
     folder = run_folder(path)
+    if not read_only and Path(path).is_file() and Path(path).name != CHECKPOINT:
+        raise ValueError(f"--resume {str(path)!r}: a resumed run writes into its checkpoint's folder, and this file is "
+                         f"not the {CHECKPOINT} of a run folder; copy it as {CHECKPOINT} into a folder of its own "
+                         "and resume that folder.")
     config = dict(state["config"])
     recorded = str(config.get("device", "cpu"))
     if read_only:
