@@ -142,6 +142,14 @@ def test_bad_input_is_refused_in_one_line(name, argv, culprit, inputs, tmp_path,
 
 
 
+def test_space_separated_seeds_get_the_comma_form_in_the_one_line(capsys):
+    assert main(["train", "--task", "mock", "--seeds", "0", "1", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: 1 2" in err and "--seeds 0,1,2" in err, err
+    assert main(["train", "--task", "mock", "--frames", "100", "200"]) == 2  # no --seeds: no hint about it
+    assert "--seeds" not in capsys.readouterr().err
+
+
 def test_yaml_numbers_are_read_as_the_flags_read_them(tmp_path):
     from torchrl_rn.train import TrainConfig
 

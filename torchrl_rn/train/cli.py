@@ -42,7 +42,14 @@ states give a different sample mean: compare the 95% CIs, not the means."""
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (``rn: error: ...``, exit code 2) like every other bad input."""
 
+    #: the command line being parsed (set by :func:`main`), for hints that depend on it
+    argv: list[str] = []
+
     def error(self, message: str):
+        extra = message.removeprefix("unrecognized arguments:").split()
+        if message.startswith("unrecognized arguments:") and "--seeds" in self.argv and all(
+                x.lstrip("-").isdigit() for x in extra):  # `--seeds 0 1`: the rest of a space-separated list
+            message += " (--seeds takes one comma-separated list: --seeds 0,1,2)"
         self.exit(2, f"rn: error: {message}\n")
 
 
@@ -80,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="checkpoint file or run folder to continue from, in that folder, with the config it "
                             "recorded (only --frames may change; any other flag given must equal the recorded value)")
     train.add_argument("--force", action="store_true",
-                       help="replace the run an existing --out folder holds, moving it aside into replaced-<time>/ there "
-                       "(without it such a folder is refused)")
+                       help="replace the run an existing --out folder holds, moving it aside into "
+                            "replaced-<time>/ there (without it such a folder is refused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     ev = sub.add_parser(
@@ -228,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     keep theirs. Ctrl-C keeps the last checkpoint, plots, prints the resume command and exits with 130.
     """
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        parser.argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # --help (0), or a flag argparse refused, already printed in one line (2)
         return stop.code if isinstance(stop.code, int) else 2
     trainer = None
