@@ -37,8 +37,9 @@ def inputs(tmp_path_factory):
     (root / "bad.json").write_text("{not json")
     (root / "afile").write_text("a file, not a folder")
     # YAML 1.1 values a typed config must refuse rather than misread (true as 1.0, "false" as on, 200.7 as 300)
-    for name, text in {"lr_true": "lr: true", "frames_fraction": "frames: 200.7", "value_norm_text": 'value_norm: "false"',
-                       "lr_word": "lr: fast", "seed_text": "seed: one", "graph_list": "graph: [1, 2]"}.items():
+    for name, text in {"lr_true": "lr: true", "frames_fraction": "frames: 200.7",
+                       "value_norm_text": 'value_norm: "false"', "lr_word": "lr: fast", "seed_text": "seed: one",
+                       "graph_list": "graph: [1, 2]"}.items():
         (root / f"{name}.yaml").write_text(text + "\n")
     torch.save({"weights": torch.zeros(2)}, root / "foreign.pt")
     old = torch.load(root / "run" / "checkpoint.pt", weights_only=True)

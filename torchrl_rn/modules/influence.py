@@ -4,8 +4,9 @@ A manager whose subordinates ignore it does nothing, whatever its score: a "win"
 shaping effect, not hierarchy. The measure: at given states, replace the manager's deterministic action by another
 sample of its own policy, rerun the groups below it (top-down, as the policy does), and take the mean absolute change
 of its direct subordinates' deterministic actions (for discrete actions: the share of action entries that change),
-averaged over the states and subordinates. 0 means its subordinates ignore it. ``rn show`` draws it on every manager, and the trainer logs each manager group's mean
-(``<group>/influence`` in ``metrics.csv``) at every evaluation.
+averaged over the states and subordinates. 0 means its subordinates ignore it. ``rn show`` draws it on every
+manager, and the trainer logs each manager group's mean (``<group>/influence`` in ``metrics.csv``) at every
+evaluation.
 """
 from __future__ import annotations
 
