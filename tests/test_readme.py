@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,13 @@ def test_readme_has_python_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index):
     namespace: dict = {}
-    exec(compile(BLOCKS[index], f"{README}:python block {index}", "exec"), namespace)  # noqa: S102 - the README is ours
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(BLOCKS[index], f"{README}:python block {index}", "exec"), namespace)  # noqa: S102 - ours
+    # what a user running it would see: Python hides deprecation notices raised inside libraries (TorchRL's own)
+    hidden = (DeprecationWarning, PendingDeprecationWarning)
+    shown = [str(w.message) for w in caught if not issubclass(w.category, hidden)]
+    assert not shown, f"the README's example warns: {shown}"
     loss_vals = namespace["loss_vals"]
     for term in ("loss_objective", "loss_critic", "loss_entropy"):
         assert torch.isfinite(loss_vals[term]), term

@@ -42,7 +42,6 @@ import torch
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
-from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
@@ -97,10 +96,11 @@ print(graph, graph.groups)
 # ``psi="sum"``, of its motors' rewards), per-group ``done`` flags, and carries each step's instructions into the
 # ``"next"`` data so that critics can be evaluated there. The motors' group is VMAS's own ``"agents"``.
 num_envs = cfg.frames_per_batch // cfg.max_steps
-env = TransformedEnv(make_env("vmas/balance", n_agents=cfg.n_agents, num_envs=num_envs, max_steps=cfg.max_steps,
-                              seed=cfg.seed), LevelEnv(graph))
-eval_env = TransformedEnv(make_env("vmas/balance", n_agents=cfg.n_agents, num_envs=16, max_steps=cfg.max_steps,
-                                   seed=cfg.seed + 1), LevelEnv(graph))
+# make_env returns a TransformedEnv already (its time limit): append LevelEnv to it rather than nesting a second one
+env = make_env("vmas/balance", n_agents=cfg.n_agents, num_envs=num_envs, max_steps=cfg.max_steps,
+               seed=cfg.seed).append_transform(LevelEnv(graph))
+eval_env = make_env("vmas/balance", n_agents=cfg.n_agents, num_envs=16, max_steps=cfg.max_steps,
+                    seed=cfg.seed + 1).append_transform(LevelEnv(graph))
 check_env_specs(env)
 
 # %%
@@ -120,7 +120,10 @@ print("manager actions", td["level1", "action"].shape, "-> motor instructions", 
 # GAE, then each vertex's advantage mixed with its neighbours' (``beta``).
 loss = RNLoss(composer, gamma=cfg.gamma, lmbda=cfg.lmbda, beta=cfg.beta, entropy_coeff=cfg.entropy_coeff)
 optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
-collector = Collector(env, composer.policy, frames_per_batch=cfg.frames_per_batch, total_frames=cfg.total_frames)
+# auto_register_policy_transforms=False: the policy is not recurrent, so TorchRL has no InitTracker to add (and
+# no FutureWarning to print about it)
+collector = Collector(env, composer.policy, frames_per_batch=cfg.frames_per_batch, total_frames=cfg.total_frames,
+                      auto_register_policy_transforms=False)
 buffer = ReplayBuffer(storage=LazyTensorStorage(cfg.frames_per_batch), sampler=SamplerWithoutReplacement(),
                       batch_size=cfg.minibatch_size)
 

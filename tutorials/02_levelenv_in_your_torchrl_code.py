@@ -30,7 +30,6 @@ from torch import nn
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
-from torchrl.envs import TransformedEnv
 from torchrl.envs.utils import check_env_specs
 from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
 from torchrl.objectives import ClipPPOLoss
@@ -79,8 +78,8 @@ def ppo(env, policy, loss_module, estimator, reward_key) -> list[float]:
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=cfg.lr)
     buffer = ReplayBuffer(storage=LazyTensorStorage(cfg.frames_per_batch), sampler=SamplerWithoutReplacement(),
                           batch_size=cfg.minibatch_size)
-    collector = Collector(env, policy, frames_per_batch=cfg.frames_per_batch,
-                          total_frames=cfg.iterations * cfg.frames_per_batch)
+    collector = Collector(env, policy, frames_per_batch=cfg.frames_per_batch,  # not recurrent: no InitTracker
+                          total_frames=cfg.iterations * cfg.frames_per_batch, auto_register_policy_transforms=False)
     mean_rewards = []
     for data in collector:
         with torch.no_grad():
@@ -159,11 +158,11 @@ print("stock pipeline, mean reward per batch:", [f"{r:.3f}" for r in stock])
 # per-group dones the stock pipeline expanded by hand), and the estimator is ``GraphGAE``::
 #
 #     - env = base_env()
-#     + env = TransformedEnv(base_env(), LevelEnv(graph))
+#     + env = base_env().append_transform(LevelEnv(graph))
 #     - estimator = GAE(gamma, lmbda, value_network=critic)
 #     + estimator = GraphGAE(graph, gamma=gamma, lmbda=lmbda, value_network=critic, beta=0.5)
 graph = RNGraph.flat(cfg.n_agents)
-env = TransformedEnv(base_env(), LevelEnv(graph))
+env = base_env().append_transform(LevelEnv(graph))  # base_env() is a TransformedEnv already: one more transform
 policy, critic = stock_modules()
 loss_module = stock_loss(policy, critic)
 estimator = GraphGAE(graph, gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=critic, beta=0.5)
@@ -179,7 +178,7 @@ print("flat RN, mean reward per batch:", [f"{r:.3f}" for r in flat])
 #     + policy, loss_module = composer.policy, RNLoss(composer, beta=0.5)
 #     + estimator = loss_module.value_estimator
 graph = RNGraph.tree(cfg.n_agents, branching=[2])
-env = TransformedEnv(base_env(), LevelEnv(graph))
+env = base_env().append_transform(LevelEnv(graph))
 composer = GraphComposer(graph, env, num_cells=cfg.num_cells, manager_cells=64, critic="group")
 loss_module = RNLoss(composer, beta=0.5, gamma=cfg.gamma, lmbda=cfg.lmbda, entropy_coeff=1e-4)
 tree = ppo(env, composer.policy, loss_module, loss_module.value_estimator, ("agents", "reward"))
@@ -192,18 +191,18 @@ print("2-level RN, mean reward per batch:", [f"{r:.3f}" for r in tree])
 # ``l``'s instruction, its observation the messages from below, its reward ``psi`` of the rewards below. The
 # level-2 view over the level-1 view over VMAS is an ordinary TorchRL env whose only agent group is ``"level2"``.
 graph = RNGraph.tree(cfg.n_agents, branching=[2, 2])
-composer = GraphComposer(graph, TransformedEnv(base_env(), LevelEnv(graph)), num_cells=cfg.num_cells,
+composer = GraphComposer(graph, base_env().append_transform(LevelEnv(graph)), num_cells=cfg.num_cells,
                          manager_cells=64)
-view1 = TransformedEnv(base_env(), LevelView(graph, level=1, lower_policy=composer))
-view2 = TransformedEnv(view1, LevelView(graph, level=2, lower_policy=composer))
+view2 = (base_env().append_transform(LevelView(graph, level=1, lower_policy=composer))
+         .append_transform(LevelView(graph, level=2, lower_policy=composer)))
 check_env_specs(view2)
 print("top-level env actions:", list(view2.full_action_spec.keys(True, True)))
 
 # %%
-# (TorchRL unwraps the nested ``TransformedEnv``, with a warning, into one env with both views' transforms in
-# order: the data are the same.) The top group has no superior, so it has no ``instruction``: its actor and
-# value head read ``("level2", "observation")`` alone, exactly like a flat MAPPO group. Level 1, below it, is
-# instructed by level 2's action inside the env.
+# (The views are appended in order to one env: the level-2 view reads what the level-1 view writes, as stacked
+# envs would, without TorchRL's nested-env warning.) The top group has no superior, so it has no ``instruction``:
+# its actor and value head read ``("level2", "observation")`` alone, exactly like a flat MAPPO group. Level 1, below
+# it, is instructed by level 2's action inside the env.
 assert ("level2", "instruction") not in view2.full_observation_spec.keys(True, True)
 assert composer.actor("level2").in_keys == [("level2", "observation")]
 
