@@ -302,3 +302,6 @@ def test_saves_never_follow_a_planted_link_or_share_a_temp_file(tmp_path):
     trainer.save(ckpt)
     trainer._prepare_folder(ckpt.parent)
     assert victim.read_text() == "someone else's file" and load_checkpoint(ckpt)["iteration"] == 1
+    plain = tmp_path / "plain"
+    plain.write_text("")  # the files are as readable as any file this process writes
+    assert {(ckpt.parent / n).stat().st_mode for n in ("checkpoint.pt", "config.json")} == {plain.stat().st_mode}

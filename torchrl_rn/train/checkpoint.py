@@ -70,6 +70,9 @@ def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
     (binary mode), then a rename over ``path``; the temporary file is removed if ``write`` fails."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # the mode a plain open() gives, not mkstemp's private 0600
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
