@@ -367,14 +367,20 @@ def _reevaluated(task_json: Path, method: str, seed: int, episodes: int) -> bool
     return data.get("episodes") == episodes and str(seed) in data["methods"].get(method, {}).get("seeds", {})
 
 
+def score_run(folder: Path, seed: int, *, episodes: int = REEVAL_EPISODES) -> float:
+    """A finished run's re-evaluated score: its mean return over ``episodes`` fresh deterministic episodes, eval seed
+    ``1000 + seed`` (the same episodes for every method of a seed)."""
+    from torchrl_rn.train.evaluate import evaluate_run
+
+    return evaluate_run(folder, episodes=episodes, seed=1000 + seed).mean
+
+
 def reevaluate(out: Path, task: str, method: str, seed: int, *, preset: str, episodes: int = REEVAL_EPISODES) -> float:
     """Scores a finished run on ``episodes`` fresh deterministic episodes (eval seed ``1000 + seed``, the same
     episodes for every method of a seed, as ``reevaluate.py`` does) and merges the score into
     ``<out>/<task>.reeval.json`` under the task JSON's lock (slices side by side keep each other's scores). A file
     scored on another number of episodes is left alone. Returns the score."""
-    from torchrl_rn.train.evaluate import evaluate_run
-
-    score = evaluate_run(run_dir(out, task, method, seed), episodes=episodes, seed=1000 + seed).mean
+    score = score_run(run_dir(out, task, method, seed), seed, episodes=episodes)
     task_json = out / f"{task.replace('/', '-')}.json"
     path = _reeval_path(task_json)
     with _lock(task_json) as lock:

@@ -21,9 +21,7 @@ import json
 from pathlib import Path
 
 import torch
-from learning import run_dir  # this script runs from benchmarks/, as learning.py does
-
-from torchrl_rn.train.evaluate import evaluate_run
+from harness import run_dir, score_run  # this script runs from benchmarks/, as learning.py does
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -63,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             if not run.is_dir():
                 parser.error(f"{run} is missing: its run folder is not on this machine (the benchmark writes it; "
                              "--methods leaves its method out)")
-            seeds[s] = {"return": evaluate_run(run, episodes=args.episodes, seed=1000 + int(s)).mean,
+            seeds[s] = {"return": score_run(run, int(s), episodes=args.episodes),
                         "episodes": args.episodes}
             print(method, s, round(seeds[s]["return"], 3))
         if seeds:
