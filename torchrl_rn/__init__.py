@@ -13,11 +13,11 @@ from torchrl_rn.graph import GraphError, RNGraph
 from torchrl_rn.keys import KEYS, RNKeys
 from torchrl_rn.modules import GraphComposer, VertexGroup
 from torchrl_rn.objectives import GraphGAE, RNLoss
-from torchrl_rn.rewards import GoalReward, PsiReward, SuperiorAdvantage, VertexReward
+from torchrl_rn.rewards import DirectionReward, GoalReward, PsiReward, SuperiorAdvantage, VertexReward
 
 __all__ = ["RNGraph", "GraphError", "GraphComposer", "VertexGroup", "LevelEnv", "LevelView", "GraphGAE", "RNLoss",
-           "VertexReward", "PsiReward", "SuperiorAdvantage", "GoalReward", "RNKeys", "KEYS", "RNTrainer",
-           "TrainConfig"]
+           "VertexReward", "PsiReward", "SuperiorAdvantage", "GoalReward", "DirectionReward", "RNKeys", "KEYS",
+           "RNTrainer", "TrainConfig"]
 __version__ = "0.1.0"
 
 #: names loaded from the trainer package on first use

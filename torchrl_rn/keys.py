@@ -48,6 +48,8 @@ class RNKeys:
         held_action: the action in force between decisions (a state entry: set by the policy's hold, carried by
             the env).
         vertex_reward: what the env writes for a reward function it applies (a goal reward), under ``"next"``.
+        goal_origin: where each goal's decision window began, in the goal's space (a state entry of the env, for a
+            direction reward).
         superior_clock: the steps left until the superiors' next decisions (an optional actor input).
     """
 
@@ -70,6 +72,7 @@ class RNKeys:
     window_step: str = "window_step"
     held_action: str = "held_action"
     vertex_reward: str = "vertex_reward"
+    goal_origin: str = "goal_origin"
     superior_clock: str = "superior_clock"
 
     def of(self, group: str, name: str) -> NestedKey:

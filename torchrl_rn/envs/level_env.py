@@ -142,6 +142,7 @@ class LevelEnv(Transform):
                 make[KEYS.instruction] = lambda s, n=dims[g]["instruction"]: Bounded(-1.0, 1.0, shape=(*s, n),
                                                                                       device=device)
             make.update(self._period_specs(g, device))
+            make.update(self._reward_state_specs(g, device))
             self._add_specs(observation_spec, g, make)
         return observation_spec
 
@@ -170,6 +171,13 @@ class LevelEnv(Transform):
             specs[KEYS.held_action] = lambda s: Bounded(-1.0, 1.0, shape=(*s, n), device=device)
         return specs
 
+    def _reward_state_specs(self, group: str, device) -> dict:
+        """The state entries the group's env-applied reward carries between steps (a direction reward's window
+        origins), if any."""
+        module = self.goal_rewards[group] if group in self.goal_rewards else None
+        return {field: lambda s, n=size: Unbounded(shape=(*s, n), device=device)
+                for field, size in (module.state.items() if module is not None else ())}
+
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
         device = reward_spec.device
         for g in self.exposed:
@@ -189,12 +197,16 @@ class LevelEnv(Transform):
         return done_spec
 
     def transform_input_spec(self, input_spec: Composite) -> Composite:
-        if self.periods:  # the window state is an input of the next step too (as StepCounter's step_count)
+        states = {g: self._reward_state_specs(g, input_spec.device) for g in self.goal_rewards}
+        states = {g: make for g, make in states.items() if make}
+        if self.periods or states:  # the window state is an input of the next step too (as StepCounter's step_count)
             if input_spec.get("full_state_spec", None) is None:
                 input_spec["full_state_spec"] = Composite(shape=input_spec.shape, device=input_spec.device)
             for g in self.periods:
                 self._add_specs(input_spec["full_state_spec"], g,
                                 self._period_specs(g, input_spec.device, input_spec["full_action_spec"]))
+            for g, make in states.items():
+                self._add_specs(input_spec["full_state_spec"], g, make)
         return input_spec
 
     # ------------------------------------------------------------------ data
@@ -239,9 +251,7 @@ class LevelEnv(Transform):
             instruction = tensordict.get(KEYS.of(g, "instruction"), None)
             if instruction is None:  # no policy wrote one: the zero instruction, as _step carries it
                 instruction = self._zeros(next_tensordict, g, self.dims[g]["instruction"])
-            reward = module.compute(obs, instruction, next_tensordict.get(KEYS.of(g, "observation")),
-                                    next_tensordict.get(KEYS.of(g, "reward")))
-            self._set(next_tensordict, g, KEYS.vertex_reward, reward)
+            module.env_step(tensordict, next_tensordict, obs, instruction)
 
     def _vertex_reward(self, v, next_tensordict: TensorDictBase) -> torch.Tensor:
         graph = self.graph
@@ -291,7 +301,20 @@ class LevelEnv(Transform):
                           self._zeros(tensordict_reset, g, dims[g]["instruction"]))
         if self.periods:
             self._reset_windows(tensordict, tensordict_reset)
+        self._reset_reward_states(tensordict, tensordict_reset)
         return tensordict_reset
+
+    def _reset_reward_states(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> None:
+        # zeros where the env resets ("_reset", or all), the running state elsewhere (as the windows)
+        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        for g, module in self.goal_rewards.items():
+            for field, size in module.state.items():
+                value = self._zeros(tensordict_reset, g, size)
+                old = tensordict.get((g, field), None) if tensordict is not None else None
+                if reset is not None and old is not None:
+                    fresh = reset.reshape(*tensordict_reset.batch_size, 1, 1).to(tensordict_reset.device)
+                    value = torch.where(fresh, value, old)
+                self._set(tensordict_reset, g, field, value)
 
     def _reset_windows(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> None:
         # as StepCounter: a fresh window where the env resets ("_reset", or all), the running one elsewhere

@@ -13,7 +13,7 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl_rn.keys import KEYS
 from torchrl_rn.rewards.base import RewardSource, VertexReward, _spread
 
-__all__ = ["GoalReward", "GoalRewardModule", "GOAL_SLICES"]
+__all__ = ["GoalReward", "GoalRewardModule", "GOAL_SLICES", "check_goal_room"]
 
 #: Named observation slices a goal can live in (task knowledge): ``pos`` is an agent's own ``(x, y)`` position, the
 #: first two entries of the agent observations of VMAS's balance, navigation and mpe/simple_spread scenarios.
@@ -119,26 +119,7 @@ class GoalReward(VertexReward):
 
     def check(self, graph: Any, vertex: Any) -> None:
         """A goal lives in a motor's observation, and each superior's action must hold one per subordinate."""
-        v = vertex
-        if graph.level(v) != 0:
-            raise ValueError(f"vertex {v!r}: a goal reward applies to motors only (its goal lives in the env's "
-                             f"observation), but {v!r} is at level {graph.level(v)}.")
-        for s in graph.superiors(v):
-            n, have = len(graph.subordinates(s)), graph.group_action_dim(graph.group_of(s))
-            if graph.attr(s, "instruct") == "addressed":
-                slots = graph._slots(graph.group_of(s))
-                if have // slots < self.dim:
-                    raise ValueError(
-                        f"vertex {s!r}: its addressed blocks of {have // slots} entries (action_dim {have} / "
-                        f"{slots} subordinates) cannot hold a {self.dim}-dim goal (goal reward of {v!r}); set its "
-                        f"action_dim >= {self.dim * slots}."
-                    )
-                continue
-            if have < self.dim * n:
-                raise ValueError(
-                    f"vertex {s!r}: its action_dim {have} cannot hold a {self.dim}-dim goal for each of its {n} "
-                    f"subordinates (goal reward of {v!r}); set its action_dim >= {self.dim * n}."
-                )
+        check_goal_room(graph, vertex, self.dim, "goal")
 
     def check_observation(self, group: str, size: int) -> None:
         if self.stop > size:
@@ -157,6 +138,31 @@ class GoalReward(VertexReward):
     def train_reward(self, own: torch.Tensor, source: RewardSource) -> torch.Tensor:
         """The env's ``c * P + beta * own``, its progress term rescaled with ``normalize`` (:meth:`rescaled`)."""
         return self.rescaled(source.env_reward(), own)
+
+
+def check_goal_room(graph: Any, vertex: Any, dim: int, kind: str) -> None:
+    """Raises ``ValueError`` (naming the vertex) unless ``vertex`` is a motor and each of its superiors' actions
+    holds a ``dim``-entry goal per subordinate (one per addressed block); ``kind`` names the reward in the message."""
+    v = vertex
+    if graph.level(v) != 0:
+        raise ValueError(f"vertex {v!r}: a {kind} reward applies to motors only (its goal lives in the env's "
+                         f"observation), but {v!r} is at level {graph.level(v)}.")
+    for s in graph.superiors(v):
+        n, have = len(graph.subordinates(s)), graph.group_action_dim(graph.group_of(s))
+        if graph.attr(s, "instruct") == "addressed":
+            slots = graph._slots(graph.group_of(s))
+            if have // slots < dim:
+                raise ValueError(
+                    f"vertex {s!r}: its addressed blocks of {have // slots} entries (action_dim {have} / "
+                    f"{slots} subordinates) cannot hold a {dim}-dim goal ({kind} reward of {v!r}); set its "
+                    f"action_dim >= {dim * slots}."
+                )
+            continue
+        if have < dim * n:
+            raise ValueError(
+                f"vertex {s!r}: its action_dim {have} cannot hold a {dim}-dim goal for each of its {n} "
+                f"subordinates ({kind} reward of {v!r}); set its action_dim >= {dim * n}."
+            )
 
 
 def _slice(text: str, spec: str) -> tuple[int, int]:
@@ -206,6 +212,8 @@ class GoalRewardModule(TensorDictModuleBase):
         self.in_keys = [KEYS.of(group, "observation"), KEYS.of(group, "instruction"), KEYS.next(group, "observation"),
                         KEYS.next(group, "reward")]
         self.out_keys = [KEYS.next(group, "vertex_reward")]
+        #: the state entries the env carries for this module (none)
+        self.state: dict[str, int] = {}
 
     def compute(self, obs: torch.Tensor, instruction: torch.Tensor, next_obs: torch.Tensor,
                 own: torch.Tensor) -> torch.Tensor:
@@ -214,6 +222,14 @@ class GoalRewardModule(TensorDictModuleBase):
         flat = self.index.to(instruction.device).reshape(n, s * d).expand(*instruction.shape[:-1], s * d)
         goals = instruction.gather(-1, flat).reshape(*instruction.shape[:-1], s, d)
         return self.reward(obs, next_obs, goals, self.mask.to(obs.device), own)
+
+    def env_step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase, obs: torch.Tensor,
+                 instruction: torch.Tensor) -> None:
+        """Writes the step's reward into ``next_tensordict`` (what :class:`~torchrl_rn.LevelEnv` calls), from the
+        step's ``obs`` and ``instruction``."""
+        next_tensordict.set(KEYS.of(self.group, "vertex_reward"), self.compute(
+            obs, instruction, next_tensordict.get(KEYS.of(self.group, "observation")),
+            next_tensordict.get(KEYS.of(self.group, "reward"))))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         tensordict.set(self.out_keys[0], self.compute(*(tensordict.get(key) for key in self.in_keys)))

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from torchrl_rn.rewards.base import VertexReward
+from torchrl_rn.rewards.direction import DirectionReward
 from torchrl_rn.rewards.goal import GoalReward
 from torchrl_rn.rewards.psi import PsiReward
 from torchrl_rn.rewards.superior_advantage import SuperiorAdvantage
@@ -17,9 +18,11 @@ REWARD_HELP = ("psi (default: env reward for motors, psi of subordinates' reward
                "goal:SLICE[,c=C,beta=B,scale=S,normalize=N] (the superior's instruction is a goal in observation "
                "slice SLICE, 'START-STOP' or 'pos' = VMAS's agent position; reward c * (d_prev - d_now) + beta * own "
                "reward, the first term per-batch scaled to the own reward's spread with normalize=true; uses task "
-               "knowledge)")
+               "knowledge), or direction[:DIM,c=C,beta=B,seed=S] (the superior's instruction is a direction in a fixed random "
+               "DIM-dim projection of the motor's observation, seeded S; reward c * the change of the projected "
+               "observation's cosine with it since the superior's decision + beta * own reward; no task knowledge)")
 
-_CLASSES = {cls.name: cls for cls in (PsiReward, SuperiorAdvantage, GoalReward)}
+_CLASSES = {cls.name: cls for cls in (PsiReward, SuperiorAdvantage, GoalReward, DirectionReward)}
 
 
 def parse_reward(text: str) -> VertexReward:
@@ -37,7 +40,8 @@ def parse_reward(text: str) -> VertexReward:
     name, _, rest = str(text).strip().partition(":")
     cls = _CLASSES.get(name)
     if cls is None:
-        raise ValueError(f"unknown vertex reward {text!r}; choose psi, advantage[:ALPHA] or goal:SLICE[,...].")
+        raise ValueError(f"unknown vertex reward {text!r}; choose psi, advantage[:ALPHA], goal:SLICE[,...] or "
+                         "direction[:DIM,...].")
     fields = [f for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
     args = [a.strip() for a in rest.split(",")] if rest.strip() else []

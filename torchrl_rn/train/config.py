@@ -44,7 +44,7 @@ FLAT_ORDER = ("task", "n_agents", "continuous_actions", "algo", "graph", "frames
               "epochs", "minibatch_size", "lr", "max_grad_norm", "gamma", "lmbda", "clip_epsilon", "entropy_coeff",
               "normalize_advantage", "value_norm", "num_cells", "manager_cells", "share_params", "phi", "beta",
               "neighbourhood", "critic", "detach_messages", "periods", "observe_clock", "vertex_reward", "instruct",
-              "goal_warmup", "level_critics", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
+              "goal_warmup", "level_critics", "freeze", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
               "out")
 
 
@@ -146,7 +146,7 @@ class TrainConfig:
         Examples:
             >>> flat = TrainConfig(seed=3).to_flat()
             >>> flat["seed"], len(flat), TrainConfig(**flat) == TrainConfig(seed=3)
-            (3, 40, True)
+            (3, 41, True)
         """
         return {name: getattr(self, name) for name in FLAT_ORDER}
 
@@ -329,7 +329,9 @@ class TrainConfig:
         critics = f"-c{self.level_critics.replace(',', '-')}" if self.level_critics.strip() else ""
         warmup = f"-w{self.goal_warmup}" if self.goal_warmup else ""
         addressed = "-addressed" if self.instruct == "addressed" else ""
-        return f"rn-{_slug(graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics)}"
+        frozen = f"-frozen-{self.freeze.replace(',', '-')}" if self.freeze.strip() else ""
+        name = graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics + frozen
+        return f"rn-{_slug(name)}"
 
 
 def device_problem(device: str) -> str | None:

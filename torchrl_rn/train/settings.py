@@ -29,7 +29,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct")
+           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct", "freeze")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -136,6 +136,8 @@ class RNConfig:
                             "uniformly random goals and are not trained, so the motors first learn to reach goals "
                             "(the feudal warm-up on random goals); needs a goal --vertex-reward; rn only",
                             unit="frames")
+    freeze: str = _opt("", "groups whose parameters are never updated, comma-separated (e.g. 'level1': managers "
+                       "left at their random initialisation, a control); '' = every group learns; rn only")
     level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "
                               "learners per level: 'group,local' gives the motors a MAPPO-style centralised critic "
                               "under managers with local, PPO-style critics); '' = --critic for every level; rn only")

@@ -14,7 +14,7 @@ from torchrl_rn.objectives import RNLoss
 from torchrl_rn.train.algorithms.base import Models
 from torchrl_rn.train.config import TrainConfig
 
-__all__ = ["RNModels", "make_graph", "build"]
+__all__ = ["RNModels", "make_graph", "build", "freeze"]
 
 
 def make_graph(config: TrainConfig, n_agents: int) -> RNGraph:
@@ -51,11 +51,35 @@ class RNModels(Models):
         return True
 
 
+def freeze(composer: GraphComposer, groups: list[str]) -> None:
+    """Stops ``groups``' parameters (actor, critic, message encoder) from ever being updated (``requires_grad``
+    off: they get no gradient, so the optimiser leaves them at their initialisation).
+
+    Raises:
+        ValueError: a group the graph lacks, naming the graph's groups.
+
+    Examples:
+        >>> from torchrl_rn.envs import MockMultiAgentEnv
+        >>> from torchrl_rn.train.collection import wrap_env
+        >>> graph = make_graph(TrainConfig(task="mock"), 4)
+        >>> composer = GraphComposer(graph, wrap_env(MockMultiAgentEnv(4), graph), num_cells=8)
+        >>> freeze(composer, ["level1"])
+        >>> any(p.requires_grad for p in composer.vertex_groups["level1"].parameters())
+        False
+    """
+    for g in groups:
+        if g not in composer.vertex_groups:
+            raise ValueError(f"--freeze {g!r}: the graph has no such group; its groups are "
+                             f"{list(composer.vertex_groups)}.")
+        composer.vertex_groups[g].requires_grad_(False)
+
+
 def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | torch.device) -> RNModels:
     """The composer of ``graph`` over the :class:`~torchrl_rn.LevelEnv`-wrapped ``env`` and its :class:`RNLoss`.
 
     Raises:
-        ValueError: ``goal_warmup`` is set but no vertex of the graph is trained on a goal reward.
+        ValueError: ``goal_warmup`` is set but no vertex of the graph is trained on a goal reward; ``freeze`` names
+            a group the graph lacks.
 
     Examples:
         >>> from torchrl_rn.envs import MockMultiAgentEnv
@@ -80,7 +104,8 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
     )
     if cfg.goal_warmup and not composer.goal_warmup(False):
         raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph!r} is trained on a "
-                         "goal reward (give one with --vertex-reward goal:...).")
+                         "goal reward (give one with --vertex-reward goal:... or direction:...).")
+    freeze(composer, [g.strip() for g in cfg.freeze.split(",") if g.strip()])
     # the next step (read by the estimator only), the collector's trajectory ids, the distribution parameters and
     # the bottom-up pass's outputs (the loss recomputes both with gradients)
     actors = [composer.actor(g) for g in graph.groups]
