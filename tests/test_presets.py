@@ -62,8 +62,10 @@ def test_every_method_says_what_it_is_and_carries_its_labels(harness):
         definition = harness.METHODS[name]
         assert info["label"] and info["description"], name
         assert info["task_knowledge"] == harness.uses_task_knowledge(definition), name
-        # a manager that reads its subordinates' observations when acting: every RN whose graph is not flat
-        assert info["communicates_at_execution"] == (definition["algo"] == "rn" and definition["graph"] != "flat")
+        # a manager that reads its subordinates' observations when acting: every RN whose graph is not flat, and
+        # CPPO's centralised actor (each agent acts on every agent's observation)
+        communicates = (definition["algo"] == "rn" and definition["graph"] != "flat") or definition["algo"] == "cppo"
+        assert info["communicates_at_execution"] == communicates, name
     every = {m for p in harness.PRESETS.values() for m in p.methods}
     assert every <= set(harness.METHODS)
 

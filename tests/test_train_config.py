@@ -14,7 +14,7 @@ from torchrl_rn.train.settings import RN_ONLY
 
 #: a run's config.yaml as the flat TrainConfig wrote it (before the option groups), comments left out
 #: settings added after these files were written, with their defaults (an old file loads them so)
-ADDED_SINCE = {"freeze": ""}
+ADDED_SINCE = {"freeze": "", "learn": "rl"}
 
 OLD_YAML = """\
 task: vmas/simple_spread

@@ -16,6 +16,7 @@ EXPECTED = {
     "03_dags_and_credit_assignment.py": ["03_beta_sweep.png", "03_beta_sweep.json"],
     "04_experiments.py": ["04_seeds.png", "04_seeds.json", "04_diagnostics.png", "04_network.png"],
     "05_periods_and_goals.py": ["05_goals.png", "05_goals.json"],
+    "06_managers_worth_following.py": ["06_following.png", "06_following.json"],
 }
 
 

@@ -17,6 +17,7 @@ from torchrl_rn.graph.graph import RNGraph
 from torchrl_rn.graph.layout import GroupDims, GroupLayout, superior_weights
 from torchrl_rn.graph.spec import (
     INSTRUCT_OPTIONS,
+    LEARN_OPTIONS,
     NEIGHBOURHOODS,
     PHI_OPTIONS,
     PSI_OPTIONS,
@@ -26,5 +27,5 @@ from torchrl_rn.graph.spec import (
     VertexSpec,
 )
 
-__all__ = ["RNGraph", "GraphError", "VERTEX_DEFAULTS", "INSTRUCT_OPTIONS", "NEIGHBOURHOODS", "PHI_OPTIONS",
-           "PSI_OPTIONS", "SHARE_OPTIONS", "VertexSpec", "GroupDims", "GroupLayout", "superior_weights"]
+__all__ = ["RNGraph", "GraphError", "VERTEX_DEFAULTS", "INSTRUCT_OPTIONS", "LEARN_OPTIONS", "NEIGHBOURHOODS",
+           "PHI_OPTIONS", "PSI_OPTIONS", "SHARE_OPTIONS", "VertexSpec", "GroupDims", "GroupLayout", "superior_weights"]

@@ -174,6 +174,10 @@ class RNGraph:
         """Whether some group decides less often than every step."""
         return any(self.period(g) > 1 for g in self._groups)
 
+    def learns_by_gradient(self, group: str) -> bool:
+        """Whether ``group`` (above the motors) learns end to end through its subordinates (``learn="gradient"``)."""
+        return group != self.env_group and self.attr(self._groups[group][0], "learn") == "gradient"
+
     @property
     def groups(self) -> dict[str, list]:
         """Group name -> ordered vertices, groups in ascending level (motors first)."""

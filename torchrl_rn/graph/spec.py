@@ -16,7 +16,7 @@ from typing import Any
 
 from torchrl_rn.rewards import VertexReward
 
-__all__ = ["PHI_OPTIONS", "PSI_OPTIONS", "SHARE_OPTIONS", "INSTRUCT_OPTIONS", "NEIGHBOURHOODS", "VERTEX_DEFAULTS",
+__all__ = ["PHI_OPTIONS", "PSI_OPTIONS", "SHARE_OPTIONS", "INSTRUCT_OPTIONS", "LEARN_OPTIONS", "NEIGHBOURHOODS", "VERTEX_DEFAULTS",
            "GraphError", "VertexSpec"]
 
 PHI_OPTIONS = ("identity", "mean", "learned")
@@ -24,6 +24,8 @@ PSI_OPTIONS = ("sum", "mean")
 SHARE_OPTIONS = ("split", "copy")
 #: How a vertex's action reaches its subordinates: every subordinate reads all of it, or one block each
 INSTRUCT_OPTIONS = ("broadcast", "addressed")
+#: How a vertex above the motors learns: its own PPO loss on sampled actions, or end to end through its subordinates
+LEARN_OPTIONS = ("rl", "gradient")
 NEIGHBOURHOODS = ("up", "down", "both")
 
 #: Defaults of the per-vertex attributes. ``action_dim`` of a motor is taken from the env.
@@ -36,6 +38,7 @@ VERTEX_DEFAULTS: dict[str, Any] = {
     "period": 1,
     "reward": "psi",
     "instruct": "broadcast",
+    "learn": "rl",
 }
 _KNOWN_ATTRS = set(VERTEX_DEFAULTS) | {"agent", "group"}
 
@@ -66,7 +69,11 @@ class VertexSpec:
     action (default), or the action is cut into equal blocks, one per subordinate in
     :meth:`RNGraph.subordinates` order, and each subordinate reads only its own, so a manager can tell its
     subordinates apart even when they share weights; all vertices of a group share one; see
-    :meth:`RNGraph.instruction_slice`).
+    :meth:`RNGraph.instruction_slice`), ``learn`` (``"rl"`` | ``"gradient"``: a vertex above the motors samples
+    its action and is trained by its own PPO loss (default), or its action is a deterministic tensor, the
+    tanh-squashed mean of its actor, and it has no loss of its own: its subordinates' policy and critic losses,
+    which read that action as their instruction, train it by back-propagation (end to end, as learned messages are
+    trained from above); it needs decision period 1; all vertices of a group share one).
     """
 
     action_dim: int | None
@@ -77,6 +84,7 @@ class VertexSpec:
     period: int
     reward: VertexReward
     instruct: str
+    learn: str = "rl"
 
     def get(self, name: str) -> Any:
         """The attribute ``name``."""

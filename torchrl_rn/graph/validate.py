@@ -21,6 +21,7 @@ import networkx as nx
 from torchrl_rn.graph.spec import (
     _KNOWN_ATTRS,
     INSTRUCT_OPTIONS,
+    LEARN_OPTIONS,
     PHI_OPTIONS,
     PSI_OPTIONS,
     SHARE_OPTIONS,
@@ -87,6 +88,9 @@ def check_attributes(nxg: nx.DiGraph, defaults: dict, vertex_reward: VertexRewar
         instruct = _raw(nxg, defaults, v, "instruct")
         if instruct not in INSTRUCT_OPTIONS:
             raise GraphError(f"vertex {v!r}: unknown instruct {instruct!r}; choose one of {INSTRUCT_OPTIONS}.")
+        learn = _raw(nxg, defaults, v, "learn")
+        if learn not in LEARN_OPTIONS:
+            raise GraphError(f"vertex {v!r}: unknown learn {learn!r}; choose one of {LEARN_OPTIONS}.")
         for key in ("action_dim", "message_dim", "period"):
             value = attrs.get(key, defaults[key])
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -214,7 +218,7 @@ def resolve_specs(nxg: nx.DiGraph, defaults: dict, levels: dict[Any, int], level
             message_dim=attrs.get("message_dim", defaults["message_dim"]),
             phi=attrs.get("phi", defaults["phi"]), psi=attrs.get("psi", defaults["psi"]),
             share=attrs.get("share", defaults["share"]), period=period, reward=rewards[v],
-            instruct=attrs.get("instruct", defaults["instruct"]),
+            instruct=attrs.get("instruct", defaults["instruct"]), learn=attrs.get("learn", defaults["learn"]),
         )
     return specs
 
@@ -228,7 +232,7 @@ def check_groups(graph: RNGraph) -> None:
                 f"group {g!r} mixes levels {sorted(levels)} ({members}); a group is evaluated in one "
                 "batched call, so all its vertices must sit at the same level."
             )
-        for key in ("phi", "action_dim", "message_dim", "period", "reward", "instruct"):
+        for key in ("phi", "action_dim", "message_dim", "period", "reward", "instruct", "learn"):
             values = {repr(graph.attr(v, key)) for v in members}
             if len(values) > 1 and not (key == "action_dim" and g == graph.env_group):
                 raise GraphError(
@@ -245,8 +249,18 @@ def check_groups(graph: RNGraph) -> None:
 
 
 def check_instructions(graph: RNGraph) -> None:
-    """An ``addressed`` group's action must cut into one equal block per subordinate."""
+    """An ``addressed`` group's action must cut into one equal block per subordinate; a group that learns by
+    ``gradient`` sits above the motors and decides every step."""
     for g, members in graph.groups.items():
+        if g == graph.env_group:  # motors always learn by RL (a graph-wide default leaves them so)
+            own = next((v for v in members if graph.nx.nodes[v].get("learn") == "gradient"), None)
+            if own is not None:
+                raise GraphError(f"vertex {own!r}: learn='gradient' trains a vertex through its subordinates' "
+                                 "losses, but a motor has no subordinates (give it to the vertices above).")
+        elif graph.attr(members[0], "learn") == "gradient":
+            if graph.period(g) > 1:
+                raise GraphError(f"vertex {members[0]!r}: learn='gradient' needs decision period 1 (a held "
+                                 f"instruction would need its decision step recomputed), got {graph.period(g)}.")
         if g == graph.env_group or graph.attr(members[0], "instruct") != "addressed":
             continue
         slots, have = graph._slots(g), graph.group_action_dim(g)

@@ -61,6 +61,10 @@ class GraphComposer(nn.Module):
             :class:`~torchrl.collectors.Collector`.
         critic (TensorDictSequential): bottom-up then every group's ``state_value``; works on a step's
             ``"next"`` data too, where :class:`~torchrl_rn.LevelEnv` carries the step's instructions.
+        end_to_end (TensorDictSequential or None): with groups that learn by ``gradient`` (vertex attribute
+            ``learn``), their deterministic actions and every instruction, top-down, from data whose observations
+            the bottom-up pass has written: what :class:`~torchrl_rn.RNLoss` runs with gradients so that the
+            subordinates' losses reach those groups. ``None`` without such groups.
 
     Examples:
         >>> from torchrl.envs import TransformedEnv
@@ -129,11 +133,17 @@ class GraphComposer(nn.Module):
         })
         up = [m for vg in self.vertex_groups.values() for m in (vg.observation_gather, vg.encoder) if m is not None]
         down = [m for vg in reversed(self.vertex_groups.values())
-                for m in (vg.instruction_gather, vg.clock, vg.actor, vg.random_goals, vg.hold) if m is not None]
+                for m in (vg.instruction_gather, vg.clock, *vg.acting, vg.random_goals, vg.hold) if m is not None]
         clocks = [vg.clock for vg in self.vertex_groups.values() if vg.clock is not None]
         self.messages = _sequence(up)
         self.policy = TensorDictSequential(*up, *down)
         self.critic = TensorDictSequential(*up, *clocks, *(vg.value_head for vg in self.vertex_groups.values()))
+        # learn="gradient" groups' actions recomputed with gradients, top-down, and the instructions read below them
+        self.end_to_end = None
+        if any(vg.deterministic is not None for vg in self.vertex_groups.values()):
+            self.end_to_end = TensorDictSequential(*(
+                m for vg in reversed(self.vertex_groups.values())
+                for m in (vg.instruction_gather, *(vg.acting if vg.deterministic is not None else ())) if m is not None))
         self.to(self.device)  # the gather indices and mean counts are buffers built on the CPU
 
     def goal_warmup(self, active: bool = True) -> list[str]:

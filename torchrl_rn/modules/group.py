@@ -8,7 +8,8 @@ the group is the unit of speed. A group owns up to five modules (see :mod:`~torc
 * ``observation_gather``: ``o-`` = its vertices' subordinates' messages, concatenated in ``I-`` order;
 * ``encoder``: the message ``phi(o-)`` (``identity`` needs no module: consumers read ``observation``);
 * ``instruction_gather``: ``o+`` = its vertices' superiors' actions, concatenated in ``I+`` order;
-* ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor`;
+* ``actor``: ``pi(a | o-, o+)``, a :class:`~torchrl.modules.ProbabilisticActor` (a group that learns by
+  ``gradient`` acts with the tanh of its mean instead, ``deterministic``);
 * ``value_head``: ``V(o-, o+)``;
 * ``random_goals`` (a superior of goal-rewarded vertices only): a :class:`RandomGoals` after the actor, inactive
   unless :meth:`~torchrl_rn.GraphComposer.goal_warmup` turns it on;
@@ -161,6 +162,11 @@ class VertexGroup(nn.Module):
             spec = Bounded(-1.0, 1.0, shape=(n, graph.group_action_dim(group)), device=device)
         self.action_spec = spec
         self.actor = actor_head(spec, lambda n_out, *head: mlp(n_out, False, *head), in_keys, group, device=device)
+        # learn="gradient": the action is the actor's tanh-squashed mean, not a sample; the subordinates' losses
+        # train it through their instructions (RNLoss recomputes it with gradients, GraphComposer.end_to_end)
+        self.deterministic = None
+        if graph.learns_by_gradient(group):
+            self.deterministic = DirectModule(nn.Tanh(), [KEYS.of(group, "loc")], [self.action_key])
         # a goal warm-up (GraphComposer.goal_warmup): superiors of goal-rewarded groups can give random goals
         self.random_goals = None
         if any(graph.group_of(s) == group for g in graph.goal_rewards for v in graph.groups[g]
@@ -178,3 +184,9 @@ class VertexGroup(nn.Module):
         self.value_norm = value_norm
         if value_norm is not None:
             self.value_head.module = Denormalize(value_net, value_norm)
+
+    @property
+    def acting(self) -> list[nn.Module]:
+        """The modules that give the group's action in the policy: its actor, or (``learn="gradient"``) the
+        actor's network and the tanh of its mean."""
+        return [self.actor] if self.deterministic is None else [self.actor.module[0], self.deterministic]

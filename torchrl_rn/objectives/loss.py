@@ -40,6 +40,12 @@ class RNLoss(LossModule):
     under ``(group, "loss_objective" | "loss_critic" | "loss_entropy" | "entropy" | "kl_approx" |
     "clip_fraction" | "ESS" | "explained_variance" | ...)``.
 
+    A group that learns by ``gradient`` (vertex attribute ``learn``) has no loss of its own: its action in the data
+    is deterministic, and this loss recomputes it with gradients (:attr:`GraphComposer.end_to_end`) before the
+    groups below it evaluate their losses, which read it as their instruction; their policy and critic losses so
+    reach its parameters (except while it gives random goals in a warm-up: then the data's instructions are used
+    and it gets no gradient).
+
     A group with a decision period ``k > 1`` (:meth:`RNGraph.period`) is trained on the steps where it decided
     (``(group, "decided")``, written by the composed policy) only: its loss gets those rows of the data, so its
     means are over its decisions. Its advantages come from :class:`GraphGAE`'s semi-Markov estimate. A group giving
@@ -148,7 +154,11 @@ class RNLoss(LossModule):
         if isinstance(loss_cls, Mapping) and set(loss_cls) - set(self.graph.groups):  # one learner per group
             raise KeyError(f"loss_cls names unknown group(s) {sorted(set(loss_cls) - set(self.graph.groups))}; "
                            f"groups: {list(self.graph.groups)}.")
+        #: groups with no loss of their own (vertex attribute learn="gradient"): their subordinates' losses train them
+        self.gradient_groups = [g for g in self.graph.groups if self.graph.learns_by_gradient(g)]
         for g in self.graph.groups:
+            if g in self.gradient_groups:
+                continue
             value_norm = getattr(composer.vertex_groups[g], "value_norm", None)
             cls = loss_cls.get(g, ClipPPOLoss) if isinstance(loss_cls, Mapping) else loss_cls
             extra = {}
@@ -189,7 +199,8 @@ class RNLoss(LossModule):
             found += [k, ("next", *_tuple_key(k))]
         for g in self.graph.groups:
             found += [k for k in self.composer.actor(g).in_keys if k not in produced]
-            found += [(g, keys.action), (g, keys.sample_log_prob)]
+            if g not in self.gradient_groups:
+                found += [(g, keys.action), (g, keys.sample_log_prob)]
             found += [("next", g, getattr(keys, name)) for name in ("reward", "done", "terminated")]
             if self.graph.period(g) > 1:
                 found.append(KEYS.of(g, "decided"))
@@ -263,9 +274,12 @@ class RNLoss(LossModule):
             self.value_estimator(td)  # every group at once; the group losses then find their advantage
         # the bottom-up pass with gradients: superiors' losses reach the encoders below them
         self.composer.messages(td)
+        warming_up = self.composer.warming_up  # groups giving random goals: their actions are not their policy's
+        if self.composer.end_to_end is not None and not set(warming_up) & set(self.gradient_groups):
+            # the top-down pass with gradients: learn="gradient" groups' actions, as their subordinates read them
+            self.composer.end_to_end(td)
         out = TensorDict()
         totals: dict[str, torch.Tensor] = {}
-        warming_up = self.composer.warming_up  # groups giving random goals: their actions are not their policy's
         for g, loss in self.group_losses.items():
             # the group's loss reads its own entries (and root ones such as TorchRL's loss masks): it gets the data
             # without the "next" step and the other groups, so its copies and row selections are of those only

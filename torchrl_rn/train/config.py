@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
+from torchrl_rn.graph import INSTRUCT_OPTIONS, LEARN_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import parse_reward
 from torchrl_rn.train.settings import (ALGOS, CRITICS, GRAPH_SPEC_HELP, LOGGERS, RN_ONLY, PPOConfig, RNConfig,
                                        RunConfig, TaskConfig, _opt, field_help, typed_value)
@@ -44,7 +44,7 @@ FLAT_ORDER = ("task", "n_agents", "continuous_actions", "algo", "graph", "frames
               "epochs", "minibatch_size", "lr", "max_grad_norm", "gamma", "lmbda", "clip_epsilon", "entropy_coeff",
               "normalize_advantage", "value_norm", "num_cells", "manager_cells", "share_params", "phi", "beta",
               "neighbourhood", "critic", "detach_messages", "periods", "observe_clock", "vertex_reward", "instruct",
-              "goal_warmup", "level_critics", "freeze", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
+              "goal_warmup", "level_critics", "learn", "freeze", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
               "out")
 
 
@@ -79,8 +79,9 @@ class TrainConfig:
     """
 
     algo: str = _opt("rn", "'rn' trains the graph given by --graph with RNLoss and GraphGAE; 'mappo'/'ippo' train "
-                     "TorchRL's MAPPOLoss/IPPOLoss with a centralised/local critic (the RN-only options are unused)",
-                     choices=ALGOS)
+                     "TorchRL's MAPPOLoss/IPPOLoss with a centralised/local critic; 'cppo' is fully centralised PPO "
+                     "(MAPPO with a centralised actor: each agent acts on every agent's observation; the RN-only "
+                     "options are unused by the three)", choices=ALGOS)
     env: TaskConfig = _group("env")
     ppo: PPOConfig = _group("ppo")
     rn: RNConfig = _group("rn")
@@ -146,7 +147,7 @@ class TrainConfig:
         Examples:
             >>> flat = TrainConfig(seed=3).to_flat()
             >>> flat["seed"], len(flat), TrainConfig(**flat) == TrainConfig(seed=3)
-            (3, 41, True)
+            (3, 42, True)
         """
         return {name: getattr(self, name) for name in FLAT_ORDER}
 
@@ -272,6 +273,8 @@ class TrainConfig:
             raise ValueError(f"--phi must be one of {PHI_OPTIONS}, got {self.phi!r}.")
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"--neighbourhood must be one of {NEIGHBOURHOODS}, got {self.neighbourhood!r}.")
+        if self.learn not in LEARN_OPTIONS:
+            raise ValueError(f"--learn must be one of {LEARN_OPTIONS}, got {self.learn!r}.")
         if self.instruct not in INSTRUCT_OPTIONS:
             raise ValueError(f"--instruct must be one of {INSTRUCT_OPTIONS}, got {self.instruct!r}.")
         if self.critic not in CRITICS:
@@ -320,7 +323,7 @@ class TrainConfig:
 
     @property
     def method_name(self) -> str:
-        """``mappo``, ``ippo`` or ``rn-<graph>``; a graph read from a file is ``rn-file`` (a path is no name)."""
+        """``mappo``, ``ippo``, ``cppo`` or ``rn-<graph>``; a graph read from a file is ``rn-file`` (a path is no name)."""
         if self.algo != "rn":
             return self.algo
         graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
@@ -330,7 +333,9 @@ class TrainConfig:
         warmup = f"-w{self.goal_warmup}" if self.goal_warmup else ""
         addressed = "-addressed" if self.instruct == "addressed" else ""
         frozen = f"-frozen-{self.freeze.replace(',', '-')}" if self.freeze.strip() else ""
-        name = graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics + frozen
+        e2e = "-e2e" if self.learn == "gradient" else ""
+        name = (graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics + e2e
+                + frozen)
         return f"rn-{_slug(name)}"
 
 

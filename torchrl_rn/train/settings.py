@@ -15,13 +15,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
+from torchrl_rn.graph import INSTRUCT_OPTIONS, LEARN_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.rewards import REWARD_HELP
 
 __all__ = ["TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "CRITICS", "LOGGERS", "RN_ONLY", "typed_value",
            "GRAPH_SPEC_HELP", "field_help"]
 
-ALGOS = ("rn", "mappo", "ippo")
+ALGOS = ("rn", "mappo", "ippo", "cppo")
 CRITICS = ("local", "group")
 #: TorchRL's loggers (``torchrl.record.loggers.get_logger``) and the package each needs ("" logs nothing)
 LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
@@ -29,7 +29,7 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct", "freeze")
+           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct", "freeze", "learn")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -136,6 +136,11 @@ class RNConfig:
                             "uniformly random goals and are not trained, so the motors first learn to reach goals "
                             "(the feudal warm-up on random goals); needs a goal --vertex-reward; rn only",
                             unit="frames")
+    learn: str = _opt("rl", "how the managers learn: 'rl' (they sample their instructions and are trained by their own "
+                      "PPO loss) or 'gradient' (end to end: a manager's instruction is the tanh of its actor's mean, "
+                      "and its subordinates' policy and critic losses train it by back-propagation through the "
+                      "instruction; it has no loss of its own; needs decision period 1); rn only",
+                      choices=LEARN_OPTIONS)
     freeze: str = _opt("", "groups whose parameters are never updated, comma-separated (e.g. 'level1': managers "
                        "left at their random initialisation, a control); '' = every group learns; rn only")
     level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "

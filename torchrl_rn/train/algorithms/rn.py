@@ -27,7 +27,8 @@ def make_graph(config: TrainConfig, n_agents: int) -> RNGraph:
     """
     cfg = config
     try:
-        return RNGraph.from_spec(cfg.graph, n_agents, defaults={"phi": cfg.phi, "instruct": cfg.instruct},
+        return RNGraph.from_spec(cfg.graph, n_agents, defaults={"phi": cfg.phi, "instruct": cfg.instruct,
+                                                               "learn": cfg.learn},
                                  periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
     except GraphError as err:
         raise GraphError(f"--graph {cfg.graph!r} with {n_agents} agents: {err}") from None
@@ -41,8 +42,11 @@ class RNModels(Models):
         self.loss.value_estimator(data)
 
     def group_parameters(self) -> dict[str, list[torch.Tensor]]:
-        """Each RN group's own parameters (its actor and value head)."""
-        return {g: [p for p in loss.parameters() if p.requires_grad] for g, loss in self.loss.group_losses.items()}
+        """Each RN group's own parameters (its actor and value head; all of a group that learns by gradient)."""
+        own = {g: [p for p in loss.parameters() if p.requires_grad] for g, loss in self.loss.group_losses.items()}
+        for g in self.loss.gradient_groups:
+            own[g] = [p for p in self.composer.vertex_groups[g].parameters() if p.requires_grad]
+        return own
 
     def goal_warmup(self, warm: bool) -> bool:
         if bool(self.composer.warming_up) == warm:
