@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 from benchmark_stats import mean_ci95  # the benchmark's own statistics (this script runs from benchmarks/)
+from verdicts import experiments_markdown
 
 __all__ = ["END", "LATE", "MIN_SEEDS", "START", "main", "performance_markdown", "results_markdown",
            "summary_markdown"]
@@ -214,6 +215,13 @@ def results_markdown(results: Path) -> str:
              "when acting). The reading of these numbers: [experiments.md](experiments.md)."]
     if methods["legend"]:
         parts += ["## Method names", "\n".join(f"- `{k}`: {v}" for k, v in methods["legend"].items())]
+    declared = experiments_markdown(results, labels=labels)
+    if declared:
+        parts += ["## Declared experiments", "The experiments declared before their runs "
+                  "(`benchmarks/experiments/`), each judged by its own declared test (`benchmarks/verdicts.py`): "
+                  "the primary score is the 256-episode re-evaluation, intervals are corrected for the declared "
+                  "family, and a candidate must beat both the best configuration of MAPPO's sweep and IPPO.",
+                  declared]
     if not any(result for _, result, _ in files):  # a re-evaluation alone is no task's learning results
         parts.append("_No learning results yet: run `python benchmarks/learning.py`._")
     task = None
