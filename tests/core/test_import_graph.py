@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "torchrl_rn"
 
 #: the layers, lowest first: a module may import its own layer's modules and lower layers' only
-LAYERS = [{"keys", "value_norm"}, {"rewards"}, {"graph"}, {"modules"}, {"envs"}, {"objectives"}, {"train"}]
+LAYERS = [{"keys", "value_norm", "periods"}, {"rewards"}, {"graph"}, {"modules"}, {"envs"}, {"objectives"}, {"train"}]
 #: modules allowed over the size limit (none: keep it so)
 OVERSIZE: set[str] = set()
 MAX_LINES = 400

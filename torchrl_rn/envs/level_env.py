@@ -34,6 +34,7 @@ from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
 from torchrl_rn.keys import DONE_FIELDS, KEYS, group_signal
+from torchrl_rn.periods import keep_unless_reset, next_window
 
 __all__ = ["LevelEnv"]
 
@@ -285,7 +286,7 @@ class LevelEnv(Transform):
             if window is None:
                 window = torch.zeros(*next_tensordict.batch_size, len(self.graph.groups[g]), 1, dtype=torch.long,
                                      device=next_tensordict.device)
-            self._set(next_tensordict, g, KEYS.window_step, (window + 1) % k)
+            self._set(next_tensordict, g, KEYS.window_step, next_window(window, k))
             # the action in force, as the policy's DecisionHold set it (the state reaches a batched env's workers,
             # where a non-motor group's action does not): carried into the next step
             self._set(next_tensordict, g, KEYS.held_action, tensordict.get(KEYS.of(g, "held_action")))
@@ -306,19 +307,22 @@ class LevelEnv(Transform):
 
     def _reset_reward_states(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> None:
         # zeros where the env resets ("_reset", or all), the running state elsewhere (as the windows)
-        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        reset = self._reset_mask(tensordict, tensordict_reset)
         for g, module in self.goal_rewards.items():
             for field, size in module.state.items():
-                value = self._zeros(tensordict_reset, g, size)
                 old = tensordict.get((g, field), None) if tensordict is not None else None
-                if reset is not None and old is not None:
-                    fresh = reset.reshape(*tensordict_reset.batch_size, 1, 1).to(tensordict_reset.device)
-                    value = torch.where(fresh, value, old)
-                self._set(tensordict_reset, g, field, value)
+                self._set(tensordict_reset, g, field, keep_unless_reset(reset, self._zeros(tensordict_reset, g, size),
+                                                                        old))
+
+    @staticmethod
+    def _reset_mask(tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> torch.Tensor | None:
+        """The envs that reset (``"_reset"`` as ``[*B, 1]``), or ``None`` (all of them)."""
+        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        return None if reset is None else reset.reshape(*tensordict_reset.batch_size, 1).to(tensordict_reset.device)
 
     def _reset_windows(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> None:
         # as StepCounter: a fresh window where the env resets ("_reset", or all), the running one elsewhere
-        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        reset = self._reset_mask(tensordict, tensordict_reset)
         specs = self.container.observation_spec if self.container is not None else None
         for g in self.periods:
             shape = (*tensordict_reset.batch_size, len(self.graph.groups[g]))
@@ -326,16 +330,12 @@ class LevelEnv(Transform):
             held_spec = specs[g, KEYS.held_action] if specs is not None else None
             zero_held = (held_spec.zero() if held_spec is not None
                          else torch.zeros(*shape, self.graph.group_action_dim(g), device=tensordict_reset.device))
-            window, held = zero_window, zero_held
             old_window = tensordict.get(KEYS.of(g, "window_step"), None) if tensordict is not None else None
             old_held = tensordict.get(KEYS.of(g, "held_action"), None) if tensordict is not None else None
-            if reset is not None and old_window is not None and old_held is not None:
-                fresh = reset.reshape(*tensordict_reset.batch_size, 1).to(tensordict_reset.device)
-                window = torch.where(fresh.unsqueeze(-1), zero_window, old_window)
-                mask = fresh.reshape(*fresh.shape, *([1] * (held.ndim - fresh.ndim)))
-                held = torch.where(mask, zero_held, old_held)
-            self._set(tensordict_reset, g, KEYS.window_step, window)
-            self._set(tensordict_reset, g, KEYS.held_action, held)
+            if old_window is None or old_held is None:
+                old_window = old_held = None  # without both, a fresh window
+            self._set(tensordict_reset, g, KEYS.window_step, keep_unless_reset(reset, zero_window, old_window))
+            self._set(tensordict_reset, g, KEYS.held_action, keep_unless_reset(reset, zero_held, old_held))
 
     def _ensure_group(self, td: TensorDictBase, group: str) -> None:
         # a group's sub-tensordict carries the agent dimension, as the specs say

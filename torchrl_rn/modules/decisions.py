@@ -10,6 +10,7 @@ from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
 from torchrl_rn.keys import KEYS, NestedKey, _expand_right
+from torchrl_rn.periods import decided_at, hold, steps_left
 
 __all__ = ["RandomGoals", "DecisionHold", "SuperiorClock"]
 
@@ -101,13 +102,13 @@ class DecisionHold(TensorDictModuleBase):
         if window is None:
             decided = torch.ones(*tensordict.get(self.group).batch_size, 1, dtype=torch.bool, device=action.device)
         else:
-            decided = window == 0
+            decided = decided_at(window)
         tensordict.set(self.out_keys[2], decided)
         if window is None:
             return tensordict
         held = tensordict.get(held_key)
         keep = decided[..., 0]  # [*B, n]
-        action = torch.where(_expand_right(keep, action), action, held.to(action.dtype))
+        action = hold(action, held, keep)
         tensordict.set(action_key, action)
         tensordict.set(held_key, action.to(held.dtype))
         log_prob = tensordict.get(self.log_prob_key, None)
@@ -138,5 +139,5 @@ class SuperiorClock(nn.Module):
 
     def forward(self, *windows: torch.Tensor) -> torch.Tensor:
         steps = torch.cat([w[..., 0, :] for w in windows], -1).to(self.periods)  # [*B, S]
-        left = (self.periods - steps) / self.periods
+        left = steps_left(steps, self.periods)
         return left.unsqueeze(-2).expand(*left.shape[:-1], self.n, left.shape[-1])

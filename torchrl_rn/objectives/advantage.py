@@ -50,8 +50,8 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from torchrl_rn.graph import RNGraph, superior_weights
 from torchrl_rn.keys import KEYS, _tuple_key, group_signal
-from torchrl_rn.objectives.semi_markov import decided as decided_steps
-from torchrl_rn.objectives.semi_markov import hold_decisions, semi_markov_gae
+from torchrl_rn.periods import decided as decided_steps
+from torchrl_rn.periods import hold_decisions, semi_markov_gae
 from torchrl_rn.rewards import VertexReward
 from torchrl_rn.rewards.base import _spread
 

@@ -20,7 +20,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 from torchrl_rn.keys import KEYS, _tuple_key
 from torchrl_rn.modules import GraphComposer
 from torchrl_rn.objectives.advantage import GraphGAE
-from torchrl_rn.objectives.semi_markov import decision_rows
+from torchrl_rn.periods import decision_rows
 
 __all__ = ["RNLoss"]
 

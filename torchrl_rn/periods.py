@@ -1,16 +1,79 @@
-"""Semi-Markov credit for groups that hold their decisions over a window (a decision period ``k > 1``).
+"""Decision periods, in one place: a vertex group with period ``k > 1`` decides every ``k`` steps and holds its action
+in between.
 
-Shared by :class:`~torchrl_rn.GraphGAE` (the advantage over a decision's window, the value of the decision in force)
-and :class:`~torchrl_rn.RNLoss` (a group is trained on its decision rows only).
+What each part of the library does with a period, and the maths it uses from here:
+
+* the graph: the vertex attribute ``period`` (:meth:`~torchrl_rn.RNGraph.period`), per vertex or per level;
+* :class:`~torchrl_rn.LevelEnv`: carries the window state ``window_step`` (:func:`next_window`, :func:`keep_unless_reset`)
+  and the ``held_action`` as state entries;
+* the policy: :class:`~torchrl_rn.modules.DecisionHold` keeps a fresh sample where the group decides
+  (:func:`decided_at`, :func:`hold`), and :class:`~torchrl_rn.modules.SuperiorClock` tells subordinates the steps
+  left (:func:`steps_left`);
+* :class:`~torchrl_rn.GraphGAE` and :class:`~torchrl_rn.RNLoss`: semi-Markov credit over a decision's window
+  (:func:`semi_markov_gae`, :func:`hold_decisions`), a group trained on its decision rows only
+  (:func:`decision_rows`).
 """
 from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
 
-from torchrl_rn.keys import KEYS
+from torchrl_rn.keys import KEYS, _expand_right
 
-__all__ = ["semi_markov_gae", "hold_decisions", "decided", "decision_rows"]
+__all__ = ["next_window", "keep_unless_reset", "decided_at", "hold", "steps_left", "semi_markov_gae",
+           "hold_decisions", "decided", "decision_rows"]
+
+
+def next_window(window: torch.Tensor, period: int) -> torch.Tensor:
+    """The window state after a step: steps since the last decision, ``0`` where the group decides next.
+
+    Examples:
+        >>> next_window(torch.tensor([0, 1, 2]), 3)
+        tensor([1, 2, 0])
+    """
+    return (window + 1) % period
+
+
+def keep_unless_reset(reset: torch.Tensor | None, fresh: torch.Tensor, old: torch.Tensor | None) -> torch.Tensor:
+    """A state at a reset: ``fresh`` where the env resets (``reset``, ``[*B, 1]``, or everywhere without it), ``old``
+    elsewhere (as TorchRL's ``StepCounter`` treats its count).
+
+    Examples:
+        >>> keep_unless_reset(torch.tensor([[True], [False]]), torch.zeros(2, 3, 1), torch.ones(2, 3, 1))[..., 0]
+        tensor([[0., 0., 0.],
+                [1., 1., 1.]])
+    """
+    if reset is None or old is None:
+        return fresh
+    mask = reset.reshape(*reset.shape[:-1], *([1] * (fresh.ndim - reset.ndim + 1))).to(fresh.device)
+    return torch.where(mask, fresh, old)
+
+
+def decided_at(window: torch.Tensor) -> torch.Tensor:
+    """Where a group decides: its window state is 0."""
+    return window == 0
+
+
+def hold(action: torch.Tensor, held: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
+    """The action in force: ``action`` where the group decides (``decided`` ``[*B, n]``), else the ``held`` one.
+
+    Examples:
+        >>> hold(torch.zeros(2, 1, 2), torch.ones(2, 1, 2), torch.tensor([[True], [False]]))[:, 0]
+        tensor([[0., 0.],
+                [1., 1.]])
+    """
+    return torch.where(_expand_right(decided, action), action, held.to(action.dtype))
+
+
+def steps_left(steps: torch.Tensor, periods: torch.Tensor) -> torch.Tensor:
+    """The steps left until the next decision as a fraction of the period: 1 on a decision step, ``1 / k`` on the
+    window's last step (``steps``: window states, ``periods`` broadcast to them).
+
+    Examples:
+        >>> steps_left(torch.tensor([0.0, 4.0]), torch.tensor(5.0))
+        tensor([1.0000, 0.2000])
+    """
+    return (periods - steps) / periods
 
 
 def decided(tensordict: TensorDictBase, group: str) -> torch.Tensor:
@@ -28,7 +91,7 @@ def decided(tensordict: TensorDictBase, group: str) -> torch.Tensor:
         if window is None:
             raise KeyError(f"GraphGAE: group {group!r} has a decision period but the data has no ({group!r}, "
                            "'decided') (written by GraphComposer's policy) nor its ('window_step') state.")
-        found = window == 0
+        found = decided_at(window)
     return found.bool()
 
 
