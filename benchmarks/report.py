@@ -290,7 +290,8 @@ def summary_markdown(results: Path) -> str:
                 counts.append("no verdicts (time limit as termination)")
                 continue
             found = [(m, _against(m, list(scores[m]), scores, "mappo")) for m in rn if m in scores]
-            found = [(m, v.split(":")[0]) for m, v in found if v]
+            # a provisional verdict (fewer than MIN_SEEDS seeds) is no verdict for the summary
+            found = [(m, v.split(":")[0]) for m, v in found if v and "provisional" not in v.split(":")[0]]
             wins |= {m + (" (task knowledge)" if _task_knowledge(result["methods"][m].get("definition", {})) else "")
                      for m, v in found if v.startswith("wins")}
             tally = (f"{sum(v.startswith(k) for _, v in found)} {k}" for k in ("wins", "ties", "loses"))

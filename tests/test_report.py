@@ -3,6 +3,7 @@ the committed results (so they cannot drift from the JSON), and no markdown tabl
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -52,3 +53,24 @@ def test_every_doc_is_linked_from_the_readme():
     readme = (ROOT / "README.md").read_text()
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert f"docs/{doc.name}" in readme, doc.name
+
+
+def test_summary_counts_no_provisional_verdict(report, tmp_path):
+    """A win on fewer than 5 seeds is provisional in docs/results.md and no win in the README's summary."""
+    def runs(values):
+        return {"seeds": {str(i): {"eval_return": [v]} for i, v in enumerate(values)}}
+
+    def result(rn_values):
+        return {"task": "vmas/x", "preset": "p", "seeds": [0, 1, 2, 3, 4],
+                "hyperparameters": {"frames": 100, "time_limit": "truncation"},
+                "methods": {"mappo": runs([0.0, 0.1, -0.1, 0.05, -0.05]), "rn-x": runs(rn_values)}}
+
+    (tmp_path / "p").mkdir()
+    path = tmp_path / "p" / "vmas-x.json"
+    path.write_text(json.dumps(result([5.0, 5.1])))  # two seeds, far above MAPPO
+    assert "| 0 wins / 0 ties / 0 loses |" not in report.summary_markdown(tmp_path)  # nothing counted
+    assert "`rn-x`" not in report.summary_markdown(tmp_path)
+    assert "wins (provisional" in report.results_markdown(tmp_path)
+    path.write_text(json.dumps(result([5.0, 5.1, 4.9, 5.05, 4.95])))  # five seeds: a win
+    assert "| 1 wins / 0 ties / 0 loses |" in report.summary_markdown(tmp_path)
+    assert "`rn-x`" in report.summary_markdown(tmp_path)
