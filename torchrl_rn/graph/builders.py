@@ -85,6 +85,12 @@ def overlapping(cls: type, n_agents: int, n_managers: int = 2, *, overlap: int =
 
 def from_spec(cls: type, spec: str, n_agents: int, **kwargs: Any) -> Any:
     """See :meth:`RNGraph.from_spec`."""
+    if spec.lstrip().startswith("{"):  # the graph itself, as a run stores one read from a file
+        try:
+            data = json.loads(spec)
+        except (ValueError, RecursionError) as err:
+            raise GraphError(f"cannot read the stored graph: {_cut(err)}") from None
+        return from_node_link(cls, data, n_agents, source="the stored graph", **kwargs)
     if spec.endswith(".json"):
         try:
             data = json.loads(Path(spec).read_text())
@@ -121,7 +127,7 @@ def from_node_link(cls: type, data: Any, n_agents: int, *, source: str = "node-l
         >>> from_node_link(RNGraph, [1, 2], 1)
         Traceback (most recent call last):
         ...
-        torchrl_rn.graph.spec.GraphError: node-link data must be a JSON object with a 'nodes' list and an 'edges' list (nx.node_link_data(g, edges='edges')), got a list.
+        torchrl_rn.graph.spec.GraphError: node-link data must be a JSON object with a 'nodes' list ..., got a list.
     """
     form = "a JSON object with a 'nodes' list and an 'edges' list (nx.node_link_data(g, edges='edges'))"
     if not isinstance(data, dict):
@@ -143,8 +149,9 @@ def from_node_link(cls: type, data: Any, n_agents: int, *, source: str = "node-l
                                    multigraph=False, edges="edges")
     except (ValueError, KeyError, TypeError, RecursionError) as err:
         raise GraphError(f"{source}: {_cut(err)}") from None
-    if graph.number_of_nodes() != len(nodes):
-        raise GraphError(f"{source}: node ids repeat ({len(nodes)} nodes, {graph.number_of_nodes()} distinct ids).")
+    if graph.number_of_nodes() != len(nodes) and len({n["id"] for n in nodes}) != len(nodes):
+        raise GraphError(f"{source}: node ids repeat ({len(nodes)} nodes, {len({n['id'] for n in nodes})} distinct "
+                         "ids).")
     return cls(graph, n_agents=n_agents, **kwargs)
 
 

@@ -33,7 +33,8 @@ from torchrl_rn.rewards import VertexReward, as_reward
 if TYPE_CHECKING:
     from torchrl_rn.graph.graph import RNGraph
 
-__all__ = ["frozen_copy", "check_size", "check_env_agents", "check_group_sizes", "same_graph", "check_acyclic", "check_attributes", "compute_levels", "check_periods", "bind_motors",
+__all__ = ["frozen_copy", "check_size", "check_env_agents", "check_group_sizes", "same_graph", "check_acyclic",
+           "check_attributes", "compute_levels", "check_periods", "bind_motors",
            "compute_groups", "goal_action_dims", "resolve_specs", "check_groups", "check_instructions", "check_rewards"]
 
 
@@ -68,7 +69,8 @@ def check_env_agents(graph: RNGraph, n_env_agents: int, env: Any) -> None:
         >>> check_env_agents(RNGraph.tree(4, [2]), 3, "MockMultiAgentEnv")
         Traceback (most recent call last):
         ...
-        torchrl_rn.graph.spec.GraphError: RNGraph(n_agents=4, depth=1, groups(agents=4, level1=2)) has 4 motors but the env MockMultiAgentEnv has 3 agent(s) in its group 'agents': build the graph for 3 agents or the env for 4.
+        torchrl_rn.graph.spec.GraphError: RNGraph(n_agents=4, depth=1, groups(agents=4, level1=2)) has 4 motors but the
+        env MockMultiAgentEnv has 3 agent(s) in its group 'agents': build the graph for 3 agents or the env for 4.
     """
     if n_env_agents != graph.n_agents:
         name = env if isinstance(env, str) else type(getattr(env, "base_env", env)).__name__

@@ -30,7 +30,7 @@ def make_graph(config: TrainConfig, n_agents: int) -> RNGraph:
         return RNGraph.from_spec(cfg.graph, n_agents, defaults={"phi": cfg.phi, "instruct": cfg.instruct},
                                  periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
     except GraphError as err:
-        raise GraphError(f"--graph {cfg.graph!r} with {n_agents} agents: {err}") from None
+        raise GraphError(f"--graph {cfg.graph_name!r} with {n_agents} agents: {err}") from None
 
 
 @dataclass
@@ -79,7 +79,7 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
         neighbourhood=cfg.neighbourhood,
     )
     if cfg.goal_warmup and not composer.goal_warmup(False):
-        raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph!r} is trained on a "
+        raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph_name!r} is trained on a "
                          "goal reward (give one with --vertex-reward goal:...).")
     # the next step (read by the estimator only), the collector's trajectory ids, the distribution parameters and
     # the bottom-up pass's outputs (the loss recomputes both with gradients)
