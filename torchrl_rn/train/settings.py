@@ -43,7 +43,7 @@ graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
   dag:M+root    the same with one root above the M managers
   FILE.json     any DAG in networkx's node-link format: nx.node_link_data(g, edges="edges"); vertex
                 attributes (phi, psi, share, action_dim, message_dim, agent, period, reward, instruct) as in
-                RNGraph"""
+                RNGraph; the run stores the graph itself in its config and checkpoint"""
 
 
 #: integer settings whose default (``None``) is the task's own
