@@ -170,6 +170,9 @@ CASES = [
     ("show under a file", ["show", "{d}/run", "--out", "{d}/afile/net.png"], "afile"),
     ("eval video into a missing folder", ["eval", "{d}/run", "--video", "--out", "{t}/missing/e.gif"],
      "does not exist"),
+    ("an over-long --out", [*TINY, "--out", "{t}/" + "a" * 300 + "/run"], "is 300 bytes long, over this file"),
+    ("an over-long --out path", [*TINY, "--out", "{t}/" + "a/" * 2100], "bytes long, over the limit of 4095"),
+    ("show into an over-long --out", ["show", "{d}/run", "--out", "{t}/" + "b" * 300 + ".png"], "304 bytes long"),
     ("resume below the frames done", ["train", "--resume", "{d}/run", "--frames", "50"],
      "--frames 50 is below the 100 frames"),
 ]

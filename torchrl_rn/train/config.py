@@ -31,6 +31,7 @@ from torchrl_rn.envs.tasks import default_max_steps
 from torchrl_rn.graph import INSTRUCT_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
 from torchrl_rn.graph.limits import LIMITS, over_limit
 from torchrl_rn.rewards import parse_reward
+from torchrl_rn.train.paths import path_problem
 from torchrl_rn.train.settings import (ALGOS, CRITICS, GRAPH_SPEC_HELP, LOGGERS, RN_ONLY, PPOConfig, RNConfig,
                                        RunConfig, TaskConfig, _opt, field_help, typed_value)
 
@@ -298,6 +299,8 @@ class TrainConfig:
                 verb = "applies" if len(changed) == 1 else "apply"
                 raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
         if (problem := device_problem(self.device)) is not None:
+            raise ValueError(problem)
+        if self.out is not None and (problem := path_problem(self.out, "--out")) is not None:
             raise ValueError(problem)
 
     @property

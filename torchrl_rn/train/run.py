@@ -34,6 +34,7 @@ from typing import Any
 
 from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, atomic_write, load_checkpoint
 from torchrl_rn.train.config import TrainConfig, device_problem, is_stored_graph
+from torchrl_rn.train.paths import path_problem
 
 __all__ = ["RUN_FILES", "RESUMABLE", "DeviceFallbackWarning", "run_folder", "holds_run", "refuse_existing_run",
            "free_folder", "stored_graph", "self_contained", "check_output_file", "check_writable", "prepare_folder",
@@ -116,6 +117,8 @@ def self_contained(config: TrainConfig) -> TrainConfig:
 def check_output_file(path: str | Path, flag: str) -> Path:
     """Refuses an output file that cannot be written (a folder, a read-only file or folder, a missing folder), before
     any work; returns it as a ``Path``."""
+    if (problem := path_problem(path, flag)) is not None:
+        raise ValueError(problem)
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {str(path)!r} is a folder, not a file.")
