@@ -47,6 +47,12 @@ def inputs(tmp_path_factory):
     old["format"] = "torchrl-rn/1"
     torch.save(old, root / "old.pt")
     torch.save({"format": "torchrl-rn/2", "payload": Evil(root / "pwned")}, root / "evil.pt")
+    for name, change in {"huge_batch": {"frames_per_batch": 1e12}, "huge_agents": {"n_agents": 10**9},
+                         "listed": [1, 2]}.items():  # checkpoints from elsewhere: sizes that would exhaust memory
+        tampered = torch.load(root / "run" / "checkpoint.pt", weights_only=True)
+        tampered["config"] = change if isinstance(change, list) else {**tampered["config"], **change}
+        torch.save(tampered, root / f"{name}.pt")
+    _graph_files(root)
     # the crafted file does create a file when unpickled the unsafe way (shown on a copy aimed elsewhere): the table's
     # "no pwned file" check means something
     probe = tmp_path_factory.mktemp("probe")
@@ -54,6 +60,27 @@ def inputs(tmp_path_factory):
     torch.load(probe / "evil.pt", weights_only=False)
     assert (probe / "marker").exists()
     return root
+
+
+def _graph_files(root: Path) -> None:
+    """Malformed graph files of every shape (issue 30, item 7), each refused in one short line."""
+    node_link = {"nodes": [{"id": "m0"}, {"id": "m1"}], "edges": []}
+    texts = {"null": "null", "list": "[1, 2]", "number": "4", "nested": "[" * 100_000 + "]" * 100_000,
+             "no_nodes": '{"edges": []}', "nodes_text": '{"nodes": "m0", "edges": []}',
+             "node_no_id": '{"nodes": [{"name": "m0"}], "edges": []}', "node_number": '{"nodes": [3], "edges": []}',
+             "edge_no_target": '{"nodes": [{"id": "a"}], "edges": [{"source": "a"}]}',
+             "both_keys": '{"nodes": [{"id": "a"}], "edges": [], "links": []}',
+             "id_list": '{"nodes": [{"id": [1]}], "edges": []}',
+             "repeated_ids": '{"nodes": [{"id": "a"}, {"id": "a"}], "edges": []}',
+             "action_dim_huge": json.dumps({**node_link, "nodes": [{"id": "m0", "action_dim": 10**9}, {"id": "m1"}]}),
+             "action_dim_text": json.dumps({**node_link, "nodes": [{"id": "m0", "message_dim": "4"}, {"id": "m1"}]}),
+             "too_many": json.dumps({"nodes": [{"id": k} for k in range(200_000)], "edges": []})}
+    for name, text in texts.items():
+        (root / f"g_{name}.json").write_text(text)
+
+
+def _graph(name: str) -> list[str]:
+    return [*TINY, "--n-agents", "2", "--graph", "{d}/g_" + name + ".json", "--out", "{t}/run"]
 
 
 # (name, argv with {d} for the inputs folder and {t} for a fresh folder, text the one error line must contain)
@@ -111,6 +138,43 @@ CASES = [
     ("yaml lr as a word", [*TINY, "--config", "{d}/lr_word.yaml", "--out", "{t}/run"], "lr must be a number"),
     ("yaml seed as a word", [*TINY, "--config", "{d}/seed_text.yaml", "--out", "{t}/run"], "seed must be"),
     ("yaml graph as a list", [*TINY, "--config", "{d}/graph_list.yaml", "--out", "{t}/run"], "graph must be text"),
+    # sizes over the documented limits (torchrl_rn.graph.limits), from flags, graph files and checkpoints
+    ("a hundred million agents", [*TINY, "--n-agents", "100000000", "--out", "{t}/run"],
+     "--n-agents 100000000 is over the limit of 10000"),
+    ("a huge batch", [*TINY, "--frames-per-batch", "100000000", "--out", "{t}/run"], "--frames-per-batch 100000000"),
+    ("a huge eval", [*TINY, "--eval-envs", "1000000", "--out", "{t}/run"], "--eval-envs 1000000 is over"),
+    ("a huge network", [*TINY, "--num-cells", "100000000", "--out", "{t}/run"], "--num-cells 100000000 is over"),
+    ("eval of a hundred million episodes", ["eval", "{d}/run", "--episodes", "100000000"], "--episodes 100000000"),
+    ("show of a hundred million episodes", ["show", "{d}/run", "--episodes", "100000000"], "--episodes 100000000"),
+    ("eval of a checkpoint claiming a 1e12 batch", ["eval", "{d}/huge_batch.pt"], "huge_batch.pt"),
+    ("eval of a checkpoint claiming 1e9 agents", ["eval", "{d}/huge_agents.pt"], "--n-agents 1000000000 is over"),
+    ("eval of a checkpoint whose config is a list", ["eval", "{d}/listed.pt"], "listed.pt"),
+    ("graph file: null", _graph("null"), "got null"),
+    ("graph file: a list", _graph("list"), "got a list"),
+    ("graph file: a number", _graph("number"), "got a int"),
+    ("graph file: deeply nested", _graph("nested"), "g_nested.json"),
+    ("graph file: no nodes", _graph("no_nodes"), "it has keys ['edges']"),
+    ("graph file: nodes as text", _graph("nodes_text"), "'nodes' list"),
+    ("graph file: a node without id", _graph("node_no_id"), "node 0 must be an object with 'id'"),
+    ("graph file: a node that is a number", _graph("node_number"), "node 0 must be an object with 'id', got 3"),
+    ("graph file: an edge without target", _graph("edge_no_target"), "edge 0 must be an object with 'source' and"),
+    ("graph file: edges and links", _graph("both_keys"), "it has keys ['edges', 'links', 'nodes']"),
+    ("graph file: a list as id", _graph("id_list"), "g_id_list.json"),
+    ("graph file: repeated ids", _graph("repeated_ids"), "node ids repeat"),
+    ("graph file: a huge action_dim", _graph("action_dim_huge"), "action_dim 1000000000 is over the limit of 65536"),
+    ("graph file: a dim as text", _graph("action_dim_text"), "message_dim must be a positive int, got '4'"),
+    ("graph file: 200k vertices", _graph("too_many"), "the vertex count 200000 is over the limit of 100000"),
+    # outputs that cannot be written, refused before the work
+    ("show into a missing folder", ["show", "{d}/run", "--out", "{t}/missing/net.png"], "does not exist"),
+    ("show onto a folder", ["show", "{d}/run", "--out", "{d}/run"], "is a folder, not a file"),
+    ("show under a file", ["show", "{d}/run", "--out", "{d}/afile/net.png"], "afile"),
+    ("eval video into a missing folder", ["eval", "{d}/run", "--video", "--out", "{t}/missing/e.gif"],
+     "does not exist"),
+    ("an over-long --out", [*TINY, "--out", "{t}/" + "a" * 300 + "/run"], "is 300 bytes long, over this file"),
+    ("an over-long --out path", [*TINY, "--out", "{t}/" + "a/" * 2100], "bytes long, over the limit of 4095"),
+    ("show into an over-long --out", ["show", "{d}/run", "--out", "{t}/" + "b" * 300 + ".png"], "304 bytes long"),
+    ("resume below the frames done", ["train", "--resume", "{d}/run", "--frames", "50"],
+     "--frames 50 is below the 100 frames"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("cuda on a CPU build", [*TINY, "--device", "cuda", "--out", "{t}/run"], "--device 'cuda'"))
@@ -129,14 +193,14 @@ def test_bad_input_is_refused_in_one_line(name, argv, culprit, inputs, tmp_path,
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     monkeypatch.chdir(fresh)  # a default results/ folder would appear here
-    argv = [a.format(d=inputs, t=fresh) for a in (argv if argv[0] in ("train", "eval") else ["train", *argv])]
+    argv = [a.format(d=inputs, t=fresh) for a in (argv if argv[0] in ("train", "eval", "show") else ["train", *argv])]
     before = _tree(inputs)
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rn: error: "), err
-    assert culprit in lines[0], lines[0]
+    assert culprit in lines[0] and len(lines[0]) < 400, lines[0]
     assert _tree(inputs) == before and _tree(fresh) == {}
     assert not (inputs / "pwned").exists()
 

@@ -1,9 +1,15 @@
 """Collection in worker processes (TorchRL's MultiSyncCollector) and on Ray (TorchRL's RayCollector)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import doctest
 import importlib.util
+import ipaddress
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +137,80 @@ def test_ray_init_config_local_is_loopback_without_dashboard():
 def test_module_example_runs():
     result = doctest.testmod(collection, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket the processes ``pids`` listen on (from /proc, Linux)."""
+    inodes = set()
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in (fds.iterdir() if fds.exists() else []):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port = fields[1].split(":")
+            if fields[3] == "0A" and fields[9] in inodes:
+                raw = bytes.fromhex(address)
+                ip = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4)))
+                ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+                found.append((ip.compressed, int(port, 16)))
+    return found
+
+
+def _family(root: int) -> set[int]:
+    """``root`` and its descendants (Ray's GCS, raylet and workers when this process started the instance)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    family, grew = {root}, True
+    while grew:
+        new = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= new
+        grew = bool(new)
+    return family
+
+
+def test_loopback_weight_sync_binds_torchs_store_to_loopback():
+    import torch.distributed as dist
+    from torchrl.weight_update import _ray
+
+    def store():
+        return dist.TCPStore("0.0.0.0", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=5))
+
+    plain = store()  # what TorchRL's RayWeightSyncScheme opens: every interface
+    assert collection.listening_addresses(plain.port) in (["0.0.0.0"], ["::"])
+    with collection.loopback_weight_sync():
+        bound = store()
+        told = _ray.socket.gethostbyname(_ray.socket.gethostname())  # the address the workers are given
+        client = dist.TCPStore(told, bound.port, is_master=False, timeout=timedelta(seconds=5))
+    assert collection.listening_addresses(bound.port) == ["127.0.0.1"] and told == "127.0.0.1"
+    bound.set("weights", "v1")
+    assert client.get("weights") == b"v1"
+    assert dist.TCPStore is not None and _ray.socket is socket  # restored
+    assert ("127.0.0.1", bound.port) in _listening({os.getpid()})
+
+
+@pytest.mark.slow  # Ray's start-up
+@_NO_RAY
+def test_ray_local_listens_on_loopback_only(tmp_path, monkeypatch):
+    """Every socket a ``--ray local`` run listens on, this process's (TorchRL's weight-sync store included) and its Ray
+    instance's, is on the loopback interface."""
+    seen: list[list[tuple[str, int]]] = []
+    original = RNTrainer.update
+
+    def update(self, data):
+        seen.append(_listening(_family(os.getpid())))
+        return original(self, data)
+
+    monkeypatch.setattr(RNTrainer, "update", update)
+    assert main([*ARGS, "--workers", "2", "--ray", "local", "--out", str(tmp_path / "run")]) == 0
+    assert len(seen) == 2 and seen[0], seen
+    outside = [(address, port) for sockets in seen for address, port in sockets
+               if not ipaddress.ip_address(address).is_loopback]
+    assert outside == [], outside

@@ -33,6 +33,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Transform
 
 from torchrl_rn.graph import GraphError, RNGraph
+from torchrl_rn.graph.validate import check_env_agents
 from torchrl_rn.keys import DONE_FIELDS, KEYS, group_signal
 from torchrl_rn.periods import keep_unless_reset, next_window
 
@@ -110,7 +111,9 @@ class LevelEnv(Transform):
                     f"LevelEnv: the env has no {key} observation; the graph's motors' group "
                     f"{self.graph.env_group!r} must be the env's agent group."
                 )
-            self._dims = self.graph.dims(observation_spec[key].shape[-1])
+            shape = observation_spec[key].shape
+            check_env_agents(self.graph, shape[-2] if len(shape) > 1 else 1, self.parent)
+            self._dims = self.graph.dims(shape[-1])
         return self._dims
 
     def _add_specs(self, spec: Composite, group: str, make: dict) -> None:

@@ -25,7 +25,8 @@ from torchrl.envs import EnvBase, TransformedEnv
 from torchrl_rn.envs.mock import MockMultiAgentEnv, SingleAgentGroup
 from torchrl_rn.keys import ENV_GROUP
 
-__all__ = ["make_env", "DEFAULT_N_AGENTS", "vmas_scenarios", "pettingzoo_tasks", "PETTINGZOO_FAMILIES"]
+__all__ = ["make_env", "default_max_steps", "DEFAULT_MAX_STEPS", "DEFAULT_N_AGENTS", "vmas_scenarios",
+           "pettingzoo_tasks", "PETTINGZOO_FAMILIES"]
 
 #: Agent counts used when ``n_agents`` is not given (balance and simple_spread as in TAG/BenchMARL, navigation as
 #: in TorchRL's multi-agent PPO tutorial).
@@ -165,6 +166,31 @@ def make_env(
         f"unknown task {task!r}; use 'vmas/<scenario>' (e.g. vmas/balance), 'gym/<id>' (e.g. gym/Pendulum-v1), "
         "'pettingzoo/<name>' (e.g. pettingzoo/simple_spread_v3) or 'mock'."
     )
+
+
+#: the episode length of a task that sets none of its own (VMAS, gym, mock), and of ``make_env``
+DEFAULT_MAX_STEPS = 100
+
+
+def default_max_steps(task: str) -> int:
+    """The episode length of ``task`` when none is asked for: a PettingZoo env's own ``max_cycles`` default (25 for
+    ``simple_spread_v3``), else :data:`DEFAULT_MAX_STEPS`. A task that cannot be found gets the latter (building it
+    then names the problem).
+
+    Examples:
+        >>> default_max_steps("vmas/balance"), default_max_steps("mock")
+        (100, 100)
+    """
+    prefix, _, name = task.partition("/")
+    if prefix != "pettingzoo" or not name:
+        return DEFAULT_MAX_STEPS
+    try:
+        module = _pettingzoo_module(task, name)
+        param = inspect.signature(getattr(module, "raw_env", module.parallel_env)).parameters.get("max_cycles")
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return DEFAULT_MAX_STEPS
+    default = getattr(param, "default", None)
+    return default if isinstance(default, int) and not isinstance(default, bool) and default > 0 else DEFAULT_MAX_STEPS
 
 
 def _pettingzoo_module(task: str, name: str):

@@ -82,6 +82,7 @@ class RNGraph:
             raise GraphError(f"RNGraph expects a networkx.DiGraph, got {type(graph).__name__}.")
         if graph.number_of_nodes() == 0:
             raise GraphError("the agent graph is empty: it needs at least one motor vertex.")
+        validate.check_size(graph, n_agents)
         self.env_group = env_group
         default_reward = None
         if vertex_reward is not None:
@@ -368,7 +369,7 @@ class RNGraph:
         (5 motors fit 1, 2, 3 or 5 managers, not 4); otherwise a :class:`GraphError` says which counts fit.
 
         Keyword Args:
-            overlap: motors shared by consecutive managers.
+            overlap: motors shared by consecutive managers, from 0 to the block size.
             root: add a top vertex over the managers (a 3-level DAG).
             vertex_attrs: attributes given to every non-motor vertex.
 

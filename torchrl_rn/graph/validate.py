@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from torchrl_rn.graph.limits import over_limit, short
 from torchrl_rn.graph.spec import (
     _KNOWN_ATTRS,
     INSTRUCT_OPTIONS,
@@ -33,7 +34,8 @@ from torchrl_rn.rewards import VertexReward, as_reward
 if TYPE_CHECKING:
     from torchrl_rn.graph.graph import RNGraph
 
-__all__ = ["frozen_copy", "check_acyclic", "check_attributes", "compute_levels", "check_periods", "bind_motors",
+__all__ = ["frozen_copy", "check_size", "check_env_agents", "check_group_sizes", "same_graph", "check_acyclic",
+           "check_attributes", "compute_levels", "check_periods", "bind_motors",
            "compute_groups", "goal_action_dims", "resolve_specs", "check_groups", "check_instructions", "check_rewards"]
 
 
@@ -48,6 +50,51 @@ def _reward_attr(nxg: nx.DiGraph, defaults: dict, vertex_reward: VertexReward | 
             and (nxg.out_degree(v) == 0 or not vertex_reward.motors_only)):
         return vertex_reward
     return _raw(nxg, defaults, v, "reward")
+
+
+def check_size(nxg: nx.DiGraph, n_agents: int | None) -> None:
+    """Refuses a graph or an agent count over :data:`~torchrl_rn.graph.limits.LIMITS`, before any work on it."""
+    if n_agents is not None and (problem := over_limit("n_agents", n_agents)) is not None:
+        raise GraphError(f"{problem}.")
+    if (problem := over_limit("vertices", nxg.number_of_nodes(), label="the agent graph's vertex count")) is not None:
+        raise GraphError(f"{problem}.")
+
+
+def check_env_agents(graph: RNGraph, n_env_agents: int, env: Any) -> None:
+    """Refuses an env whose agent group does not hold one agent per motor of ``graph``, naming both and the counts.
+
+    ``env`` is the env (named by its class, or its ``base_env``'s for a ``TransformedEnv``) or its name.
+
+    Examples:
+        >>> from torchrl_rn import RNGraph
+        >>> check_env_agents(RNGraph.tree(4, [2]), 3, "MockMultiAgentEnv")
+        Traceback (most recent call last):
+        ...
+        torchrl_rn.graph.spec.GraphError: RNGraph(n_agents=4, depth=1, groups(agents=4, level1=2)) has 4 motors but the
+        env MockMultiAgentEnv has 3 agent(s) in its group 'agents': build the graph for 3 agents or the env for 4.
+    """
+    if n_env_agents != graph.n_agents:
+        name = env if isinstance(env, str) else type(getattr(env, "base_env", env)).__name__
+        raise GraphError(f"{graph!r} has {graph.n_agents} motors but the env {name} has {n_env_agents} agent(s) in "
+                         f"its group {graph.env_group!r}: build the graph for {n_env_agents} agents or the env for "
+                         f"{graph.n_agents}.")
+
+
+def check_group_sizes(graph: RNGraph, data: Any, user: str) -> None:
+    """Refuses data (a TensorDict shaped ``[*B, T]``) whose groups hold other vertex counts than ``graph``'s: data of
+    another graph, named with both counts (a group the data lacks is left to the reader of its entries)."""
+    for g, members in graph.groups.items():
+        sub = data.get(g, None)
+        shape = getattr(sub, "batch_size", None)
+        if shape is not None and len(shape) > data.ndim and shape[data.ndim] != len(members):
+            raise GraphError(f"{user} of {graph!r} was given data whose group {g!r} has {shape[data.ndim]} vertices, "
+                             f"not {len(members)}: data collected with another graph.")
+
+
+def same_graph(a: RNGraph, b: RNGraph) -> bool:
+    """Whether two graphs have the same groups (vertices in order), edges and resolved vertex attributes."""
+    return a is b or (a.groups == b.groups and set(a.nx.edges) == set(b.nx.edges)
+                      and all(a.spec(v) == b.spec(v) for v in a.nx.nodes))
 
 
 def check_acyclic(nxg: nx.DiGraph) -> None:
@@ -95,6 +142,8 @@ def check_attributes(nxg: nx.DiGraph, defaults: dict, vertex_reward: VertexRewar
             value = attrs.get(key, defaults[key])
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise GraphError(f"vertex {v!r}: {key} must be a positive int, got {value!r}.")
+            if (problem := over_limit(key, value)) is not None:
+                raise GraphError(f"vertex {v!r}: {problem}.")
     return rewards
 
 
@@ -158,9 +207,9 @@ def bind_motors(nxg: nx.DiGraph, n_agents: int | None, subordinates) -> tuple[in
     if missing or extra:
         detail = []
         if missing:
-            detail.append(f"env agent(s) {missing} have no motor")
+            detail.append(f"env agent(s) {short(missing)} have no motor")
         if extra:
-            detail.append(f"motor(s) {[by_agent[k][0] for k in extra]} bind agent indices {extra} >= {n}")
+            detail.append(f"motor(s) {short(by_agent[k][0] for k in extra)} bind agent indices {short(extra)} >= {n}")
         raise GraphError(
             f"the graph has {len(binding)} motor(s) but the environment has {n} agent(s): "
             + "; ".join(detail) + "."
@@ -229,14 +278,14 @@ def check_groups(graph: RNGraph) -> None:
         levels = {graph.level(v) for v in members}
         if len(levels) > 1:
             raise GraphError(
-                f"group {g!r} mixes levels {sorted(levels)} ({members}); a group is evaluated in one "
+                f"group {g!r} mixes levels {sorted(levels)} ({short(members)}); a group is evaluated in one "
                 "batched call, so all its vertices must sit at the same level."
             )
         for key in ("phi", "action_dim", "message_dim", "period", "reward", "instruct", "learn"):
             values = {repr(graph.attr(v, key)) for v in members}
             if len(values) > 1 and not (key == "action_dim" and g == graph.env_group):
                 raise GraphError(
-                    f"group {g!r} has inconsistent {key} across its vertices {members}: {sorted(values)}."
+                    f"group {g!r} has inconsistent {key} across its vertices {short(members)}: {short(sorted(values))}."
                 )
     for v in graph.nx.nodes:
         if graph.attr(v, "phi") == "mean" and graph.level(v) > 0:

@@ -49,6 +49,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from torchrl_rn.graph import RNGraph, superior_weights
+from torchrl_rn.graph.validate import check_group_sizes
 from torchrl_rn.keys import KEYS, _tuple_key, group_signal
 from torchrl_rn.periods import decided as decided_steps
 from torchrl_rn.periods import hold_decisions, semi_markov_gae
@@ -125,6 +126,9 @@ class GraphGAE(ValueEstimatorBase):
         super().__init__(value_network=value_network, differentiable=differentiable, device=device)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must be in [0, 1], got {beta}.")
+        for name, value in (("gamma", gamma), ("lmbda", lmbda)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"GraphGAE: {name} must be a number in [0, 1], got {value!r}.")
         self.graph = graph
         self.gamma, self.lmbda, self.beta = gamma, lmbda, beta
         n = len(graph.vertex_order)
@@ -268,6 +272,7 @@ class GraphGAE(ValueEstimatorBase):
         if params is not None and not self._bound:  # a TorchRL loss calls its estimator with its critic's params
             raise RuntimeError("GraphGAE was called by a loss it was not bound to, so it does not know the loss's "
                                "keys: give it to the loss with gae.bind(loss), not loss.make_value_estimator(gae).")
+        check_group_sizes(self.graph, tensordict, "GraphGAE")
         value_field = self._field("value")
         next_td = tensordict.get("next")
         in_keys = self.value_network.in_keys

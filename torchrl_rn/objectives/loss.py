@@ -17,6 +17,8 @@ from torchrl.objectives import ClipPPOLoss, LossModule, MAPPOLoss
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
+from torchrl_rn.graph import GraphError
+from torchrl_rn.graph.validate import same_graph
 from torchrl_rn.keys import KEYS, _tuple_key
 from torchrl_rn.modules import GraphComposer
 from torchrl_rn.objectives.advantage import GraphGAE
@@ -249,6 +251,9 @@ class RNLoss(LossModule):
         elif isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase):
             estimator = value_type(**hyperparams)
         elif isinstance(value_type, ValueEstimatorBase):
+            if isinstance(value_type, GraphGAE) and not same_graph(value_type.graph, self.graph):
+                raise GraphError(f"RNLoss.make_value_estimator: the GraphGAE was built for {value_type.graph!r}, this "
+                                 f"loss trains {self.graph!r}; build the estimator on the loss's graph.")
             if hyperparams:
                 raise TypeError(f"RNLoss.make_value_estimator: hyperparameters {sorted(hyperparams)} given with an "
                                 f"estimator instance; set them on the instance.")

@@ -18,18 +18,42 @@
 * :mod:`~torchrl_rn.train.plots`: the curves of a run and of a multi-seed aggregate;
 * :mod:`~torchrl_rn.train.cli`: the ``rn`` command.
 
-Library modules (graph, vertex, composer, level_env, advantage, loss, envs) never import this package.
+Library modules (graph, vertex, composer, level_env, advantage, loss, envs) never import this package. Its names are
+loaded on first use: ``from torchrl_rn.train import main`` (the ``rn`` command) loads the command line only.
 """
 from __future__ import annotations
 
-from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
-from torchrl_rn.train.cli import main
-from torchrl_rn.train.config import (ALGOS, GRAPH_SPEC_HELP, LOGGERS, PPOConfig, RNConfig, RunConfig, TaskConfig,
-                                     TrainConfig)
-from torchrl_rn.train.plots import plot_aggregate, plot_curves
-from torchrl_rn.train.run import DeviceFallbackWarning
-from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
+    from torchrl_rn.train.cli import main
+    from torchrl_rn.train.config import (ALGOS, GRAPH_SPEC_HELP, LOGGERS, PPOConfig, RNConfig, RunConfig, TaskConfig,
+                                         TrainConfig)
+    from torchrl_rn.train.plots import plot_aggregate, plot_curves
+    from torchrl_rn.train.run import DeviceFallbackWarning
+    from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
 
 __all__ = ["TrainConfig", "TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "RNTrainer", "NonFiniteError",
            "DeviceFallbackWarning", "CheckpointError", "load_checkpoint", "plot_curves", "plot_aggregate", "main",
            "ALGOS", "LOGGERS", "CHECKPOINT", "GRAPH_SPEC_HELP"]
+
+#: the module each exported name is loaded from, on first use
+_LAZY = {**dict.fromkeys(("CHECKPOINT", "CheckpointError", "load_checkpoint"), "checkpoint"), "main": "cli",
+         **dict.fromkeys(("ALGOS", "GRAPH_SPEC_HELP", "LOGGERS", "PPOConfig", "RNConfig", "RunConfig", "TaskConfig",
+                          "TrainConfig"), "config"),
+         "plot_aggregate": "plots", "plot_curves": "plots", "DeviceFallbackWarning": "run",
+         "NonFiniteError": "trainer", "RNTrainer": "trainer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'torchrl_rn.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"torchrl_rn.train.{_LAZY[name]}"), name)
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -3,6 +3,9 @@
 ``rn train``'s options are generated from :class:`TrainConfig`'s field docs (meaning, unit, default and choices);
 ``--config exp.yaml`` reads an experiment file (flags override it) and ``--seeds 0,1,2`` runs one folder per seed
 plus an aggregate curve with a 95% band.
+
+Imports are lazy: this module loads the standard library only, ``rn --help`` answers without loading torch, and
+``rn train`` loads :class:`TrainConfig` (and torch) for its options only when it is the command given.
 """
 from __future__ import annotations
 
@@ -14,16 +17,15 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from torchrl_rn.graph import GraphError
-from torchrl_rn.train.checkpoint import CheckpointError
-from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
-from torchrl_rn.train.run import DeviceFallbackWarning
-from torchrl_rn.train.trainer import NonFiniteError, RNTrainer
+if TYPE_CHECKING:
+    from torchrl_rn.train.config import TrainConfig
+    from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["main"]
 
-_EPILOG = GRAPH_SPEC_HELP + """
+_EXAMPLES = """
 
 examples:
   rn train --task vmas/balance --graph tree:2 --frames 60000
@@ -53,22 +55,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rn: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``rn`` parser; given the ``command`` being run, only that command's options are built (``rn train``'s
+    import :class:`TrainConfig`, and torch with it: ``rn --help`` and ``rn eval --help`` do not)."""
     parser = _Parser(prog="rn", description="Reinforcement Networks on TorchRL.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
-        "train", help="train an RN graph or a MAPPO/IPPO baseline", epilog=_EPILOG,
+        "train", help="train an RN graph or a MAPPO/IPPO baseline",
         description="Train one run (or one per --seeds) and write config.yaml, metrics.csv, curve.png and "
                     "checkpoint.pt into its folder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if command in (None, "train"):
+        _train_options(train)
+    _eval_and_show(sub)
+    return parser
+
+
+def _train_options(train: argparse.ArgumentParser) -> None:
+    from torchrl_rn.train.config import GRAPH_SPEC_HELP, TrainConfig, field_help
+
+    train.epilog = GRAPH_SPEC_HELP + _EXAMPLES
     for f in TrainConfig.flat_fields():
         # None = not given: the --config file's value, else TrainConfig's default (the checkpoint's with --resume)
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
             train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field_help(f))
             continue
-        kind = int if f.name == "n_agents" else {int: int, float: float}.get(type(default), str)
+        kind = int if f.name in ("n_agents", "max_steps") else {int: int, float: float}.get(type(default), str)
         metavar = (f.metadata.get("unit") or f.name).upper().replace(" ", "_") if kind is not str else None
         train.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), metavar=metavar,
                            help=field_help(f))
@@ -91,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                             "replaced-<time>/ there (without it such a folder is refused)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _eval_and_show(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval", help="evaluate a trained run over N deterministic episodes", epilog=_EVAL_EPILOG,
         description="Evaluate a checkpoint: mean, std and 95% CI of the episode return over --episodes "
@@ -122,7 +138,6 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=12345, metavar="S", help="seed of those episodes [default: 12345]")
     show.add_argument("--device", default=None, help="torch device of the envs and policy [default: the run's own, or "
                                                      "the CPU where this machine lacks it]")
-    return parser
 
 
 def _seed_list(text: str) -> list[int]:
@@ -137,6 +152,8 @@ def _seed_list(text: str) -> list[int]:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's config: the ``--config`` file (if any), overridden by the flags given on the command line."""
+    from torchrl_rn.train.config import TrainConfig
+
     given = {f.name: getattr(args, f.name) for f in TrainConfig.flat_fields()}
     given = {k: v for k, v in given.items() if v is not None}
     if args.config:
@@ -168,6 +185,8 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> None:
 @contextlib.contextmanager
 def _graph_errors_are_bad_input() -> Iterator[None]:
     # a graph is built (and refused) when a run is set up, never during training: one line, not a traceback
+    from torchrl_rn.graph import GraphError
+
     try:
         yield
     except GraphError as err:
@@ -199,13 +218,20 @@ def _show(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def quiet_console() -> Iterator[None]:
-    """Silences TorchRL's INFO lines and known harmless warnings for the duration of one ``rn`` command.
+    """Silences TorchRL's INFO lines and known harmless warnings for the duration of one ``rn`` command, and sends
+    the rest of its console log to stderr (stdout holds ``rn``'s results only).
 
     Scoped (restored on exit), so tests and library users still see everything.
     """
     torchrl_logger = logging.getLogger("torchrl")
     level = torchrl_logger.level
     torchrl_logger.setLevel(logging.WARNING)
+    # TorchRL's console handler writes to the stdout it found when imported (TORCHRL_CONSOLE_STREAM aside)
+    to_stdout = {h: h.stream for h in torchrl_logger.handlers
+                 if type(h) is logging.StreamHandler and h.stream is not sys.stderr}
+    for handler in to_stdout:
+        handler.setStream(sys.stderr)
+    torchrl_logger.addFilter(_known_harmless)
     try:
         with warnings.catch_warnings():
             # torchrl 0.14 deprecations inside its own collectors, not something a user of rn can act on
@@ -215,11 +241,22 @@ def quiet_console() -> Iterator[None]:
             yield
     finally:
         torchrl_logger.setLevel(level)
+        torchrl_logger.removeFilter(_known_harmless)
+        for handler, stream in to_stdout.items():
+            handler.setStream(stream)
+
+
+def _known_harmless(record: logging.LogRecord) -> bool:
+    """False for TorchRL log lines a user of ``rn`` cannot act on: MultiSyncCollector's ``use_buffer`` guess (it
+    guesses right; printed once per run with ``--workers``)."""
+    return not str(record.msg).startswith("use_buffer not specified")
 
 
 def _one_line_notes(show: Callable) -> Callable:
     """``warnings.showwarning`` that prints :class:`DeviceFallbackWarning` as one ``rn: note: ...`` line."""
     def showwarning(message, category, *args, **kwargs):
+        from torchrl_rn.train.run import DeviceFallbackWarning
+
         if issubclass(category, DeviceFallbackWarning):
             print(f"rn: note: {message}", file=sys.stderr)
         else:
@@ -234,12 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     ``rn: error: ...`` and exit code 2; set ``RN_TRACEBACK=1`` for the traceback. Errors during training are bugs and
     keep theirs. Ctrl-C keeps the last checkpoint, plots, prints the resume command and exits with 130.
     """
+    given = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = _parser()
-        parser.argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(argv)
+        parser = _parser(next((a for a in given if not a.startswith("-")), ""))
+        parser.argv = given
+        args = parser.parse_args(given)
     except SystemExit as stop:  # --help (0), or a flag argparse refused, already printed in one line (2)
         return stop.code if isinstance(stop.code, int) else 2
+    from torchrl_rn.train.trainer import NonFiniteError
+
     trainer = None
     with quiet_console():
         try:
@@ -263,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             if trainer is None:
                 print("rn: interrupted", file=sys.stderr)
+            elif not (trainer.config.run_dir / "checkpoint.pt").exists():  # its folder is free again: no run in it
+                print("rn: interrupted before the first checkpoint; nothing to resume: run the same command again",
+                      file=sys.stderr)
             else:
                 print(f"rn: interrupted after iteration {trainer.iteration} ({trainer.frames} frames); resume with: "
                       f"rn train --resume {trainer.config.run_dir}", file=sys.stderr)
@@ -277,6 +320,9 @@ class _BadInput(Exception):
 def _bad_input(fn, *args):
     """``fn(*args)``, with any error of configuration, graph, env or checkpoint loading turned into :class:`_BadInput`
     (one line). Call it only on work that reads input, never around training: a bug there keeps its traceback."""
+    from torchrl_rn.graph import GraphError
+    from torchrl_rn.train.checkpoint import CheckpointError
+
     try:
         return fn(*args)
     except (GraphError, CheckpointError, ValueError, ImportError) as err:
@@ -287,6 +333,9 @@ def _bad_input(fn, *args):
 
 def _build(args: argparse.Namespace) -> RNTrainer:
     """The trainer ``rn train`` asks for (a new run, or ``--resume``)."""
+    from torchrl_rn.train.config import TrainConfig
+    from torchrl_rn.train.trainer import RNTrainer
+
     progress = not args.no_progress
     if args.resume:
         if args.force or args.config or args.seeds or args.sweep:

@@ -11,7 +11,8 @@ Every path is a stock TorchRL collector; only where the envs run changes:
 * ``ray=ADDRESS``: TorchRL's :class:`~torchrl.collectors.distributed.RayCollector` with ``N`` remote
   :class:`~torchrl.collectors.Collector` actors (one CPU each), the same split, synchronised (one batch from every
   actor per iteration), merged to the same ``[num_envs, max_steps]`` batch. ``ray="local"`` starts a Ray instance
-  in this machine listening on the loopback interface only, with its dashboard off; any other address joins a
+  in this machine listening on the loopback interface only, with its dashboard off, and binds TorchRL's weight-sync
+  store to the loopback interface too (:func:`loopback_weight_sync`); any other address joins a
   running cluster (``ray start --head`` on one machine, ``ray start --address=<head>:6379`` on the others).
 
 Worker ``i`` seeds its envs with ``seed + i``, so one worker collects exactly what one process collects. Workers get
@@ -44,8 +45,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import ipaddress
 import os
-from collections.abc import Callable, Sequence
+import socket
+import types
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -56,7 +61,8 @@ from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 from torchrl_rn.envs import LevelEnv, make_env
 from torchrl_rn.graph import RNGraph
 
-__all__ = ["make_collector", "ray_init_config", "task_env_fn", "worker_env_fns", "wrap_env"]
+__all__ = ["make_collector", "ray_init_config", "task_env_fn", "worker_env_fns", "wrap_env", "loopback_weight_sync",
+           "listening_addresses"]
 
 EnvFn = Callable[[int, int], EnvBase]
 
@@ -132,6 +138,60 @@ def _loopback_only():
             os.environ[var] = before[0]
 
 
+@contextlib.contextmanager
+def loopback_weight_sync() -> Iterator[None]:
+    """TorchRL's Ray weight sync (``RayWeightSyncScheme``) opens an unauthenticated ``torch.distributed.TCPStore`` that
+    listens on every interface, and tells the workers the address of this machine's hostname. Inside this context
+    (``--ray local``: every worker runs here) such a store listens on 127.0.0.1 only (a socket bound there, handed to
+    it as ``master_listen_fd``), and the workers are told 127.0.0.1.
+
+    Examples:
+        >>> import datetime, torch.distributed as dist
+        >>> with loopback_weight_sync():
+        ...     store = dist.TCPStore("0.0.0.0", 0, is_master=True, wait_for_workers=False,
+        ...                           timeout=datetime.timedelta(seconds=5))
+        >>> listening_addresses(store.port)
+        ['127.0.0.1']
+    """
+    from torchrl.weight_update import _ray
+
+    real_store, real_socket = torch.distributed.TCPStore, _ray.socket
+
+    def loopback_store(host_name: str, port: int, *args: Any, is_master: bool = False, **kwargs: Any):
+        if not is_master or port != 0 or kwargs.get("master_listen_fd") is not None:
+            return real_store(host_name, port, *args, is_master=is_master, **kwargs)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        kwargs["master_listen_fd"] = sock.detach()  # the store's server owns the socket from now on
+        return real_store("127.0.0.1", port, *args, is_master=True, **kwargs)
+
+    torch.distributed.TCPStore = loopback_store
+    _ray.socket = types.SimpleNamespace(gethostname=socket.gethostname, gethostbyname=lambda host: "127.0.0.1",
+                                        gaierror=socket.gaierror)
+    try:
+        yield
+    finally:
+        torch.distributed.TCPStore, _ray.socket = real_store, real_socket
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses a TCP socket of this machine listens on at ``port`` (Linux: ``/proc/net/tcp*``), e.g.
+    ``["127.0.0.1"]``, or ``["0.0.0.0"]``/``["::"]`` for every interface."""
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))  # each 32-bit word is little-endian
+                    found.append(ipaddress.ip_address(raw).compressed)
+    return found
+
+
 def _merge_workers(data: TensorDictBase) -> TensorDictBase:
     # RayCollector stacks the workers' [E/N, T] batches into [N, E/N, T]; the trainer wants one process's [E, T]
     return data.reshape(-1, data.shape[-1])
@@ -187,13 +247,15 @@ def _ray_collector(env_fns: Sequence[Callable], policy, *, ray: str, frames_per_
     from torchrl.collectors.distributed import RayCollector
 
     # the collector starts Ray (and shuts it down in its shutdown()) unless this process is already connected
-    with _loopback_only() if ray == "local" else contextlib.nullcontext():
+    local = ray == "local"
+    with _loopback_only() if local else contextlib.nullcontext(), \
+            loopback_weight_sync() if local else contextlib.nullcontext():
         collector = RayCollector(
             list(env_fns), policy, collector_class=Collector, num_collectors=len(env_fns), sync=True,
             frames_per_batch=frames_per_batch, total_frames=total_frames, device=device, postproc=_merge_workers,
             collector_kwargs={"auto_register_policy_transforms": False},
-            ray_init_config=ray_init_config(ray, num_cpus=len(env_fns) if ray == "local" else None),
+            ray_init_config=ray_init_config(ray, num_cpus=len(env_fns) if local else None),
             remote_configs={"num_cpus": 1, "num_gpus": 0.2 if torch.cuda.is_available() else None},
         )
-    collector.update_policy_weights_(policy)  # connects TorchRL's weight sync now, not lazily at the first update
+        collector.update_policy_weights_(policy)  # connects TorchRL's weight sync now, not lazily at the first update
     return collector

@@ -27,13 +27,16 @@ from typing import Any
 
 import torch
 
+from torchrl_rn.envs.tasks import default_max_steps
 from torchrl_rn.graph import INSTRUCT_OPTIONS, LEARN_OPTIONS, NEIGHBOURHOODS, PHI_OPTIONS
+from torchrl_rn.graph.limits import LIMITS, over_limit
 from torchrl_rn.rewards import parse_reward
+from torchrl_rn.train.paths import path_problem
 from torchrl_rn.train.settings import (ALGOS, CRITICS, GRAPH_SPEC_HELP, LOGGERS, RN_ONLY, PPOConfig, RNConfig,
                                        RunConfig, TaskConfig, _opt, field_help, typed_value)
 
 __all__ = ["TrainConfig", "TaskConfig", "PPOConfig", "RNConfig", "RunConfig", "ALGOS", "LOGGERS", "CRITICS",
-           "GRAPH_SPEC_HELP", "field_help", "device_problem"]
+           "GRAPH_SPEC_HELP", "field_help", "device_problem", "is_stored_graph", "is_file_graph"]
 
 #: the option groups of a config: attribute name and dataclass
 GROUPS = {"env": TaskConfig, "ppo": PPOConfig, "rn": RNConfig, "run": RunConfig}
@@ -108,6 +111,8 @@ class TrainConfig:
             if name not in _OWNER:
                 raise TypeError(f"TrainConfig.__init__() got an unexpected keyword argument {name!r}")
             setattr(self.__dict__[_OWNER[name]], name, value)
+        if self.max_steps is None:  # the task's own episode length (PettingZoo's max_cycles), else 100
+            self.env.max_steps = default_max_steps(self.task)
         self._check()
 
     def __getattr__(self, name: str) -> Any:  # a flat field: read from its group
@@ -244,6 +249,9 @@ class TrainConfig:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}.")
         if self.n_agents is not None and self.n_agents < 1:
             raise ValueError(f"--n-agents must be >= 1, got {self.n_agents}.")
+        for name in LIMITS:  # sizes that would allocate gigabytes (from a flag, a file or a checkpoint): refused
+            if name in _OWNER and (problem := over_limit(name, getattr(self, name), label=_flag(name))) is not None:
+                raise ValueError(f"{problem}.")
         if self.frames_per_batch % self.max_steps:
             raise ValueError(
                 f"--frames-per-batch ({self.frames_per_batch}) must be a multiple of --max-steps ({self.max_steps}): "
@@ -295,6 +303,8 @@ class TrainConfig:
                 raise ValueError(f"{', '.join(changed)} {verb} only to --algo rn, not to --algo {self.algo}.")
         if (problem := device_problem(self.device)) is not None:
             raise ValueError(problem)
+        if self.out is not None and (problem := path_problem(self.out, "--out")) is not None:
+            raise ValueError(problem)
 
     @property
     def period_list(self) -> list[int] | None:
@@ -322,11 +332,17 @@ class TrainConfig:
         return Path("results") / f"{_slug(self.task)}_{self.method_name}_seed{self.seed}"
 
     @property
+    def graph_name(self) -> str:
+        """``graph`` for titles: the spec, or ``"stored graph"`` for a graph stored in the config (one read from a
+        file)."""
+        return "stored graph" if is_stored_graph(self.graph) else self.graph
+
+    @property
     def method_name(self) -> str:
         """``mappo``, ``ippo``, ``cppo`` or ``rn-<graph>``; a graph read from a file is ``rn-file`` (a path is no name)."""
         if self.algo != "rn":
             return self.algo
-        graph = "file" if self.graph.endswith(".json") or os.sep in self.graph or "/" in self.graph else self.graph
+        graph = "file" if is_file_graph(self.graph) else self.graph
         periods = f"-p{self.periods.replace(',', '-')}" if self.period_list else ""
         reward = "" if self.vertex_reward == "psi" else f"-r{self.vertex_reward.replace(':', '').replace(',', '-')}"
         critics = f"-c{self.level_critics.replace(',', '-')}" if self.level_critics.strip() else ""
@@ -337,6 +353,16 @@ class TrainConfig:
         name = (graph.replace(':', '').replace(',', '-') + addressed + periods + reward + warmup + critics + e2e
                 + frozen)
         return f"rn-{_slug(name)}"
+
+
+def is_stored_graph(spec: str) -> bool:
+    """Whether ``--graph`` holds the graph itself (node-link JSON, as a run stores a graph read from a file)."""
+    return spec.lstrip().startswith("{")
+
+
+def is_file_graph(spec: str) -> bool:
+    """Whether ``--graph`` names a file, or holds a graph read from one."""
+    return is_stored_graph(spec) or spec.endswith(".json") or os.sep in spec or "/" in spec
 
 
 def device_problem(device: str) -> str | None:

@@ -16,7 +16,8 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_rn.train.episodes import episode_returns
-from torchrl_rn.train.run import run_folder
+from torchrl_rn.graph.limits import over_limit
+from torchrl_rn.train.run import check_output_file, run_folder
 from torchrl_rn.train.stats import mean_std_ci95
 from torchrl_rn.train.trainer import RNTrainer
 
@@ -114,9 +115,13 @@ def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, vid
     """
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
+    if (problem := over_limit("episodes", episodes, label="--episodes")) is not None:
+        raise ValueError(f"{problem}.")
+    run_dir = run_folder(path)
+    if video:  # an unwritable GIF is refused before the work, not after it
+        video_path = check_output_file(video_path or run_dir / "eval.gif", "--out")
     trainer = RNTrainer.resume(path, progress=False, read_only=True, device=device,
                                **({"env_fn": env_fn} if env_fn else {}))
-    run_dir = run_folder(path)
     video_env = None
     if video:  # checked first: a missing renderer fails before the statistics are computed
         video_env = trainer._wrap(trainer._env_fn(1, seed))
@@ -126,7 +131,7 @@ def evaluate_run(path: str | Path, *, episodes: int = 32, seed: int = 12345, vid
         td = env.rollout(trainer.config.max_steps, trainer.policy, break_when_any_done=False)
     gif = None
     if video_env is not None:
-        gif = render_rollout(video_env, trainer.policy, trainer.config.max_steps, video_path or run_dir / "eval.gif")
+        gif = render_rollout(video_env, trainer.policy, trainer.config.max_steps, video_path)
     recorded = next((r["eval_return"] for r in reversed(trainer.history) if "eval_return" in r), None)
     return EvalReport(episode_returns(td).tolist(), seed, trainer.frames, recorded, trainer.config.eval_envs,
                       trainer.config.seed, gif)

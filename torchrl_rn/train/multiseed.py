@@ -87,7 +87,7 @@ def run_seeds(config: TrainConfig, seeds: list[int], *, env_fn=None, progress: b
                                      if k.startswith("eval_return_")},
                "curves": rows}
     (folder / "aggregate.json").write_text(json.dumps(summary, indent=2))
-    title = f"{config.task} {config.algo if config.algo != 'rn' else 'rn ' + config.graph}, {len(seeds)} seeds"
+    title = f"{config.task} {config.algo if config.algo != 'rn' else 'rn ' + config.graph_name}, {len(seeds)} seeds"
     plot_aggregate(rows, folder / "aggregate.png", title=title)
     return folder
 

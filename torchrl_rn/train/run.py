@@ -23,6 +23,7 @@ Examples:
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from torchrl_rn.train.checkpoint import CHECKPOINT, CheckpointError, atomic_write, load_checkpoint
-from torchrl_rn.train.config import TrainConfig, device_problem
+from torchrl_rn.train.config import TrainConfig, device_problem, is_stored_graph
+from torchrl_rn.train.paths import path_problem
 
 __all__ = ["RUN_FILES", "RESUMABLE", "DeviceFallbackWarning", "run_folder", "holds_run", "refuse_existing_run",
-           "free_folder", "check_writable", "prepare_folder", "resumed_config", "RunLock", "RunInUse"]
+           "free_folder", "stored_graph", "self_contained", "check_output_file", "check_writable", "prepare_folder",
+           "resumed_config", "RunLock", "RunInUse"]
 
 #: the files of a run in its folder (``--force`` removes exactly these before a new run starts there)
 RUN_FILES = (CHECKPOINT, "config.json", "config.yaml", "metrics.csv", "curve.png", "logs")
@@ -52,8 +55,11 @@ def run_folder(path: str | Path) -> Path:
 
 
 def holds_run(folder: Path) -> list[str]:
-    """The run files :data:`RUN_FILES` that ``folder`` holds."""
-    return [name for name in RUN_FILES if (folder / name).exists()] if folder.is_dir() else []
+    """The run files :data:`RUN_FILES` that ``folder`` holds, none where it has neither a checkpoint nor metrics (a
+    run killed before its first checkpoint left only its config files: the folder is free again)."""
+    if not folder.is_dir() or not any((folder / name).exists() for name in (CHECKPOINT, "metrics.csv")):
+        return []
+    return [name for name in RUN_FILES if (folder / name).exists()]
 
 
 def refuse_existing_run(folder: Path) -> None:
@@ -73,6 +79,55 @@ def free_folder(folder: Path) -> Path:
         k += 1
         candidate = stamped.with_name(f"{stamped.name}-{k}")
     return candidate
+
+
+def stored_graph(spec: str) -> str:
+    """``--graph``'s value as a run stores it: a ``.json`` file's graph itself (compact node-link JSON, so the run no
+    longer depends on the file), any other spec as it is.
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "g.json"
+        >>> _ = path.write_text('{"nodes": [{"id": "m0"}],  "edges": []}')
+        >>> stored_graph(str(path)), stored_graph("tree:2")
+        ('{"nodes":[{"id":"m0"}],"edges":[]}', 'tree:2')
+    """
+    if not spec.endswith(".json"):
+        return spec
+    try:
+        data = json.loads(Path(spec).read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(f"cannot read graph file {spec!r}: {' '.join(str(err).split())[:120]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"graph file {spec!r} holds no JSON object.")
+    return json.dumps(data, separators=(",", ":"))
+
+
+def self_contained(config: TrainConfig) -> TrainConfig:
+    """``config`` with a graph read from a file stored in it (:func:`stored_graph`): the run's config.yaml and
+    checkpoint hold the graph, and ``rn eval``/``rn show``/``--resume`` use it whatever happens to the file. A file
+    that cannot be read is left named: building the graph then refuses it in one line."""
+    try:
+        graph = stored_graph(config.graph)
+    except ValueError:
+        return config
+    return config if graph == config.graph else dataclasses.replace(config, graph=graph)
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """Refuses an output file that cannot be written (a folder, a read-only file or folder, a missing folder), before
+    any work; returns it as a ``Path``."""
+    if (problem := path_problem(path, flag)) is not None:
+        raise ValueError(problem)
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is a folder, not a file.")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {str(path)!r}: its folder {str(parent)!r} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag} {str(path)!r} is not writable.")
+    return path
 
 
 def check_writable(out: Path) -> None:
@@ -190,6 +245,9 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
         raise ValueError(f"--resume {str(path)!r}: a resumed run writes into its checkpoint's folder, and this file is "
                          f"not the {CHECKPOINT} of a run folder; copy it as {CHECKPOINT} into a folder of its own "
                          "and resume that folder.")
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{str(path)!r} holds no configuration mapping (its config is "
+                              f"{type(state.get('config')).__name__}).")
     config = dict(state["config"])
     recorded = str(config.get("device", "cpu"))
     if read_only:
@@ -211,17 +269,26 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
             frames = value if frames is None else frames
         elif name not in config:
             raise ValueError(f"--{name.replace('_', '-')} cannot be given with --resume.")
+        elif name == "graph" and is_stored_graph(str(config[name])) and not is_stored_graph(value):
+            if stored_graph(value) != config[name]:
+                raise ValueError(f"--graph {value!r} differs from the graph the checkpoint stores (the file changed "
+                                 "since the run started): a resumed run keeps its stored graph; leave --graph out.")
         elif value != config[name]:
             flag, changeable = "--" + name.replace("_", "-"), ", ".join("--" + r for r in RESUMABLE)
             raise ValueError(f"{flag} {value!r} differs from the checkpoint's {config[name]!r}: --resume "
                              f"continues a run as configured (only {changeable} can change).")
+    config["out"] = str(folder)  # where the run lives now, even if it was copied or started without --out
+    try:  # the checkpoint's own config first: a foreign or tampered one (sizes over the limits) is named as such
+        TrainConfig(**config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{str(path)!r} holds a configuration this torchrl-rn cannot read ({err})") from None
+    done = state.get("frames", 0)
+    if frames is not None and not read_only and isinstance(done, int) and frames < done:
+        raise ValueError(f"--frames {frames} is below the {done} frames {str(folder)!r} has trained: a resumed run "
+                         f"only continues (give --frames >= {done}).")
     if frames is not None:
         config["frames"] = frames
-    config["out"] = str(folder)  # where the run lives now, even if it was copied or started without --out
-    try:
-        config = TrainConfig(**config)
-    except TypeError as err:
-        raise CheckpointError(f"{str(path)!r} holds a configuration this torchrl-rn cannot read ({err}).") from None
+    config = TrainConfig(**config)
     if not read_only:
         check_writable(config.run_dir)
     return config

@@ -43,7 +43,11 @@ graph specs (--graph; the numbers are BRANCHING FACTORS, not levels):
   dag:M+root    the same with one root above the M managers
   FILE.json     any DAG in networkx's node-link format: nx.node_link_data(g, edges="edges"); vertex
                 attributes (phi, psi, share, action_dim, message_dim, agent, period, reward, instruct) as in
-                RNGraph"""
+                RNGraph; the run stores the graph itself in its config and checkpoint"""
+
+
+#: integer settings whose default (``None``) is the task's own
+_TASK_DEFAULTS = ("n_agents", "max_steps")
 
 
 def _opt(default: Any, text: str, *, choices: tuple | None = None, unit: str | None = None) -> Any:
@@ -57,7 +61,7 @@ def field_help(f: dataclasses.Field) -> str:
     text = f.metadata.get("help", "")
     unit = f.metadata.get("unit")
     default = f.default
-    shown = "the task's default" if default is None and f.name == "n_agents" else repr(default)
+    shown = "the task's default" if default is None and f.name in _TASK_DEFAULTS else repr(default)
     return f"{text} [{unit}; default: {shown}]" if unit else f"{text} [default: {shown}]"
 
 
@@ -72,7 +76,8 @@ class TaskConfig:
     continuous_actions: bool = _opt(True, "the agents' (motors') action space, for tasks that offer both (VMAS, "
                                     "PettingZoo MPE, mock): continuous, or discrete (--no-continuous-actions; the "
                                     "MAPPO paper's MPE runs)")
-    max_steps: int = _opt(100, "episode length: an env is reset after this many steps", unit="steps")
+    max_steps: int | None = _opt(None, "episode length: an env is reset after this many steps; omitted: the task's "
+                                 "own (PettingZoo's max_cycles, 25 for simple_spread_v3), else 100", unit="steps")
 
 
 @dataclass
@@ -219,7 +224,7 @@ def typed_value(f: dataclasses.Field, value: Any, source: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ValueError(f"{source}: {name} must be true or false, got {value!r}.")
-    kind = int if name == "n_agents" else {int: int, float: float}.get(type(default), str)
+    kind = int if name in _TASK_DEFAULTS else {int: int, float: float}.get(type(default), str)
     if kind is str:
         if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             return str(value) if not isinstance(value, str) else value

@@ -27,7 +27,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl_rn.graph import RNGraph
 from torchrl_rn.modules.influence import vertex_influence
 from torchrl_rn.train.episodes import first_episode_mask
-from torchrl_rn.train.run import run_folder
+from torchrl_rn.graph.limits import over_limit
+from torchrl_rn.train.run import check_output_file, run_folder
 from torchrl_rn.train.trainer import RNTrainer
 
 __all__ = ["vertex_stats", "draw_network", "show_run"]
@@ -130,13 +131,15 @@ def show_run(run: str | Path, *, out: str | Path | None = None, episodes: int = 
     :func:`~torchrl_rn.train.evaluate.evaluate_run`'s."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
+    if (problem := over_limit("episodes", episodes, label="--episodes")) is not None:
+        raise ValueError(f"{problem}.")
+    path = check_output_file(Path(out) if out else run_folder(run) / "network.png", "--out")
+    check_output_file(path.with_suffix(".json"), "--out (its .json beside it)")  # both refused before the work
     trainer = RNTrainer.resume(run, progress=False, read_only=True, device=device,
                                **({"env_fn": env_fn} if env_fn else {}))
     stats = vertex_stats(trainer, episodes=episodes, seed=seed)
-    run_dir = run_folder(run)
-    path = Path(out) if out else run_dir / "network.png"
     cfg = trainer.config
-    name = f"rn {cfg.graph}" if cfg.algo == "rn" else cfg.algo
+    name = f"rn {cfg.graph_name}" if cfg.algo == "rn" else cfg.algo
     title = f"{cfg.task} {name}: {trainer.frames} frames trained, {episodes} deterministic episodes (seed {seed})"
     draw_network(trainer.graph or RNGraph.flat(trainer.n_agents), stats, path, title=title)
     path.with_suffix(".json").write_text(json.dumps(stats, indent=2))

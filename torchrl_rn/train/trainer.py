@@ -112,6 +112,7 @@ class RNTrainer:
         base = self._env_fn(cfg.num_envs, cfg.seed)
         self.n_agents = base.full_action_spec_unbatched["agents", "action"].shape[0]
         self.graph: RNGraph | None = make_graph(cfg, self.n_agents)
+        self.config = cfg = run.self_contained(cfg)  # a graph file's graph, stored in the run's config and checkpoint
         self.env = self._wrap(base)
         self.eval_env = self._wrap(self._env_fn(cfg.eval_envs, cfg.seed + 1))
         #: the algorithm's policy, loss and value estimator (:mod:`~torchrl_rn.train.algorithms`)

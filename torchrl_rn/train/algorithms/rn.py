@@ -31,7 +31,7 @@ def make_graph(config: TrainConfig, n_agents: int) -> RNGraph:
                                                                "learn": cfg.learn},
                                  periods=cfg.period_list, vertex_reward=cfg.vertex_reward)
     except GraphError as err:
-        raise GraphError(f"--graph {cfg.graph!r} with {n_agents} agents: {err}") from None
+        raise GraphError(f"--graph {cfg.graph_name!r} with {n_agents} agents: {err}") from None
 
 
 @dataclass
@@ -107,7 +107,7 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
         neighbourhood=cfg.neighbourhood,
     )
     if cfg.goal_warmup and not composer.goal_warmup(False):
-        raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph!r} is trained on a "
+        raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph_name!r} is trained on a "
                          "goal reward (give one with --vertex-reward goal:... or direction:...).")
     freeze(composer, [g.strip() for g in cfg.freeze.split(",") if g.strip()])
     # the next step (read by the estimator only), the collector's trajectory ids, the distribution parameters and
