@@ -1,4 +1,5 @@
-"""The tensor-level paths of ``torchrl_rn.modules.fused`` are the module calls exactly: same outputs, same gradients."""
+"""The tensor-level paths (``multi_agent_mlp`` in ``ConcatMLP``, ``torchrl_rn.modules.fused``) are the stock module
+calls exactly: same outputs, same gradients."""
 from __future__ import annotations
 
 import pytest
@@ -6,13 +7,12 @@ import torch
 from tensordict.nn import NormalParamExtractor
 from torch import nn
 from torchrl.envs import TransformedEnv
-from torchrl.modules import MultiAgentMLP, PopArtValueNorm
+from torchrl.modules import MultiAgentMLP
 
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
-from torchrl_rn.modules.fused import actor_distribution, head_output, run_network
-from torchrl_rn.modules.heads import ConcatMLP
-from torchrl_rn.value_norm import Denormalize
+from torchrl_rn.modules.fused import actor_distribution, head_output
+from torchrl_rn.modules.heads import ConcatMLP, multi_agent_mlp
 
 
 def _mlp(centralized: bool, share_params: bool = True, n_out: int = 4, **kwargs) -> MultiAgentMLP:
@@ -26,25 +26,36 @@ def _grads(net: nn.Module, out) -> list[torch.Tensor]:
                                     [p for p in net.parameters() if p.requires_grad]))
 
 
+class StockConcatMLP(ConcatMLP):
+    """ConcatMLP as it was: the MultiAgentMLP module called (the reference)."""
+
+    def forward(self, *inputs):
+        return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
+
+
 NETS = {
-    "local": lambda: ConcatMLP(_mlp(False)),
-    "centralised": lambda: ConcatMLP(_mlp(True)),
-    "actor head": lambda: ConcatMLP(nn.Sequential(_mlp(False), NormalParamExtractor())),
-    "value norm": lambda: Denormalize(ConcatMLP(_mlp(True, n_out=1)), PopArtValueNorm(shape=1)),
-    "encoder": lambda: nn.Sequential(_mlp(False), nn.Tanh()),
-    "per-vertex weights (module call)": lambda: ConcatMLP(_mlp(False, share_params=False)),
-    "relu": lambda: ConcatMLP(MultiAgentMLP(5, 2, n_agents=3, centralized=False, share_params=True, depth=1,
-                                            num_cells=6, activation_class=nn.ReLU)),
+    "local": lambda: _mlp(False),
+    "centralised": lambda: _mlp(True),
+    "actor head": lambda: nn.Sequential(_mlp(False), NormalParamExtractor()),
+    "per-vertex weights (module call)": lambda: _mlp(False, share_params=False),
+    "relu, one hidden layer": lambda: MultiAgentMLP(5, 2, n_agents=3, centralized=False, share_params=True, depth=1,
+                                                    num_cells=6, activation_class=nn.ReLU),
+    "no hidden layer": lambda: MultiAgentMLP(5, 2, n_agents=3, centralized=True, share_params=True, depth=0),
 }
 
 
 @pytest.mark.parametrize("name", list(NETS))
-def test_run_network_is_the_module_call(name):
-    net = NETS[name]()
-    if isinstance(net, Denormalize):
-        net.value_norm.update(torch.tensor([[3.0], [-5.0], [10.0]]))  # not the identity map
-    inputs = (torch.randn(6, 2, 3, 4), torch.randn(6, 2, 3, 1)) if name != "encoder" else (torch.randn(6, 3, 5),)
-    expected, found = net(*inputs), run_network(net, *inputs)
+def test_concat_mlp_is_the_multi_agent_mlp_call(name):
+    stock = StockConcatMLP(NETS[name]())
+    net = ConcatMLP(stock.mlp)
+    inputs = (torch.randn(6, 2, 3, 4), torch.randn(6, 2, 3, 1))
+    expected = stock(*inputs)
+    mlp = stock.mlp[0] if isinstance(stock.mlp, nn.Sequential) else stock.mlp
+    calls = []
+    hook = mlp.register_forward_hook(lambda *args: calls.append(1))
+    found = net(*inputs)
+    hook.remove()
+    assert len(calls) == (0 if mlp.share_params else 1)  # shared weights: run on the parameters, no module call
     expected, found = (expected if isinstance(expected, tuple) else (expected,),
                        found if isinstance(found, tuple) else (found,))
     assert len(found) == len(expected)
@@ -54,9 +65,23 @@ def test_run_network_is_the_module_call(name):
         assert torch.equal(a, b)
 
 
-def test_run_network_keeps_multi_agent_mlp_errors():
+def test_multi_agent_mlp_keeps_its_errors_and_leaves_other_modules_alone():
     with pytest.raises(ValueError, match=r"expected input with shape\[-2\]=3"):
-        run_network(ConcatMLP(_mlp(False)), torch.zeros(2, 4, 5))
+        multi_agent_mlp(_mlp(False), torch.zeros(2, 4, 5))
+    linear = nn.Linear(5, 2)
+    x = torch.randn(4, 5)
+    assert torch.equal(multi_agent_mlp(linear, x), linear(x))
+
+
+def test_multi_agent_mlp_reads_the_parameters_in_place():
+    net = _mlp(True)
+    x = torch.randn(2, 3, 5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)  # as an optimiser step or a loaded state dict does
+    assert torch.equal(multi_agent_mlp(net, x), net(x))
+    net.load_state_dict({k: torch.ones_like(v) for k, v in net.state_dict().items()})
+    assert torch.equal(multi_agent_mlp(net, x), net(x))
 
 
 @pytest.mark.parametrize("spec", ["tree:2", "dag:2+root"])
