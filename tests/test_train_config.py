@@ -84,14 +84,18 @@ def test_an_old_flat_config_yaml_loads_and_is_written_back_with_the_same_keys(tm
     assert cfg == _expected(str(tmp_path))
     assert (cfg.rn.instruct, cfg.env.max_steps, cfg.ppo.frames, cfg.run.seed) == ("addressed", 20, 1200, 3)
     keys = [line.split(":")[0] for line in cfg.to_yaml().splitlines() if not line.startswith("#")]
-    assert keys == [line.split(":")[0] for line in OLD_YAML.splitlines()] == list(FLAT_ORDER)
+    old_keys = [line.split(":")[0] for line in OLD_YAML.splitlines()]
+    # the old keys in their order, and the settings added since at their defaults
+    assert [k for k in keys if k in old_keys] == old_keys and keys == list(FLAT_ORDER)
+    assert set(keys) - set(old_keys) == {"fused_loss"} and cfg.fused_loss is False
 
 
 def test_an_old_checkpoint_configuration_loads(tmp_path):
     stored = {**OLD_CHECKPOINT_CONFIG, "out": "elsewhere"}  # a run folder copied since: it now lives in tmp_path
     cfg = resumed_config(tmp_path / "checkpoint.pt", state={"config": stored}, read_only=True)
     assert cfg == _expected(str(tmp_path))
-    assert cfg.to_flat() == {**OLD_CHECKPOINT_CONFIG, "out": str(tmp_path)}  # and new checkpoints store the same
+    # and new checkpoints store the same, with the settings added since at their defaults
+    assert cfg.to_flat() == {**OLD_CHECKPOINT_CONFIG, "fused_loss": False, "out": str(tmp_path)}
 
 
 def test_flat_names_read_write_and_build_through_the_groups():
