@@ -76,6 +76,19 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_throughput_training_only_times_the_fused_loss_too(tmp_path):
+    out = run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1", "--training-only",
+              "--fused")
+    result = json.loads((tmp_path / "training.json").read_text())
+    assert result["threads"] == 1 and not (tmp_path / "throughput.json").exists()
+    assert set(result["frames_per_second"]) == {"rn", "mappo", "rn_fused"}
+    assert len(result["samples"]["rn_fused"]) == len(result["samples"]["mappo"]) == 2
+    rates = result["frames_per_second"]
+    assert result["rn_fused_over_mappo"] == rates["rn_fused"] / rates["mappo"]
+    assert "fused loss: RN" in out
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "throughput.json").read_text())
