@@ -316,6 +316,15 @@ def test_breakdown_tiny_writes_json_and_table(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_breakdown_fused_breaks_down_the_fused_loss_too(tmp_path):
+    out = run("breakdown.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1", "--fused")
+    result = json.loads((tmp_path / "breakdown.json").read_text())
+    for part in ("iteration_seconds", "step_ms", "minibatch_ms"):
+        assert set(result[part]) == {"rn", "mappo", "rn_fused"}
+    assert result["minibatch_ms"]["rn_fused"]["forward"] > 0 and "rn_fused: collection" in out
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_tutorial_pipeline_tiny_writes_json_and_png(tmp_path):
     run("tutorial_pipeline.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "tutorial_pipeline.json").read_text())
