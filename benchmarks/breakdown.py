@@ -13,6 +13,7 @@ Writes ``<out>/breakdown.json`` (``--out`` defaults to a scratch folder; pass ``
 update the committed figures, which ``report.py`` renders into docs/performance.md).
 
     python benchmarks/breakdown.py --threads 1 --out benchmarks/results    # a minute or two on one core
+    python benchmarks/breakdown.py --threads 1 --fused    # RN with --fused-loss too
 """
 from __future__ import annotations
 
@@ -67,11 +68,16 @@ def _ms(samples: list[float]) -> float:
     return 1e3 * statistics.median(samples)
 
 
-def breakdown(p: Preset) -> dict:
+def breakdown(p: Preset, *, fused: bool = False) -> dict:
+    """The four parts (see the module docstring); with ``fused``, RN with ``--fused-loss`` too (``rn_fused``),
+    interleaved with the others in parts 1-3."""
     common = dict(task=p.task, n_agents=p.n_agents, frames_per_batch=p.frames_per_batch, max_steps=p.max_steps,
                   epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="")
     runs = {"rn": RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, **common), progress=False),
             "mappo": RNTrainer(TrainConfig(algo="mappo", **common), progress=False)}
+    if fused:
+        runs["rn_fused"] = RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, fused_loss=True, **common),
+                                     progress=False)
     iterators = {name: iter(t.make_collector()) for name, t in runs.items()}
     collect: dict[str, list[float]] = {name: [] for name in runs}
     update: dict[str, list[float]] = {name: [] for name in runs}
@@ -140,9 +146,10 @@ def breakdown(p: Preset) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-breakdown", argv)
+    flags = {"--fused": "also break down RN with --fused-loss (RNLoss(fused=True)), as 'rn_fused'"}
+    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-breakdown", argv, flags=flags)
     torch.manual_seed(0)
-    result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads(), **breakdown(p)}
+    result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads(), **breakdown(p, fused=args.fused)}
     for name, t in result["iteration_seconds"].items():
         m, st = result["minibatch_ms"][name], result["step_ms"][name]
         print(f"{name}: collection {t['collection']:.2f} s, update {t['update']:.2f} s per iteration; "

@@ -16,6 +16,7 @@ envs and models on the GPU, into ``<out>/training-cuda.json``.
     python benchmarks/throughput.py --out benchmarks/results     # default preset, a few minutes on 2 CPU cores
     python benchmarks/throughput.py --threads 1 --out benchmarks/results/threads1   # per-core cost
     python benchmarks/throughput.py --device cuda --out benchmarks/results           # RN vs MAPPO training on a GPU
+    python benchmarks/throughput.py --threads 1 --training-only --fused   # part 1 only, RN also with --fused-loss
 """
 from __future__ import annotations
 
@@ -63,12 +64,16 @@ PRESETS = {
 }
 
 
-def training_rates(p: Preset, device: str = "cpu") -> dict:
-    """Frames/s of one collect + update iteration, RN and MAPPO alternated, envs and models on ``device``."""
+def training_rates(p: Preset, device: str = "cpu", *, fused: bool = False) -> dict:
+    """Frames/s of one collect + update iteration, RN and MAPPO alternated, envs and models on ``device``; with
+    ``fused``, RN with ``--fused-loss`` too (``rn_fused``), in the same rounds."""
     common = dict(task=p.task, n_agents=p.n_agents, frames_per_batch=p.frames_per_batch, max_steps=p.max_steps,
                   epochs=p.epochs, minibatch_size=p.minibatch_size, num_cells=p.num_cells, logger="", device=device)
     runs = {"rn": RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, **common), progress=False),
             "mappo": RNTrainer(TrainConfig(algo="mappo", **common), progress=False)}
+    if fused:
+        runs["rn_fused"] = RNTrainer(TrainConfig(algo="rn", graph=p.rn_graph, fused_loss=True, **common),
+                                     progress=False)
     iterators = {name: iter(t.make_collector()) for name, t in runs.items()}
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(p.reps + 1):  # the first round warms up
@@ -80,8 +85,13 @@ def training_rates(p: Preset, device: str = "cpu") -> dict:
                 rates[name].append(data.numel() / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
     paired = statistics.median(r / m for r, m in zip(rates["rn"], rates["mappo"]))  # within each round
-    return {"frames_per_second": medians, "samples": rates, "rn_over_mappo": medians["rn"] / medians["mappo"],
-            "rn_over_mappo_paired": paired}
+    result = {"frames_per_second": medians, "samples": rates, "rn_over_mappo": medians["rn"] / medians["mappo"],
+              "rn_over_mappo_paired": paired}
+    if fused:
+        result["rn_fused_over_mappo"] = medians["rn_fused"] / medians["mappo"]
+        result["rn_fused_over_mappo_paired"] = statistics.median(
+            r / m for r, m in zip(rates["rn_fused"], rates["mappo"]))
+    return result
 
 
 def worker_rates(p: Preset) -> list[dict]:
@@ -197,15 +207,25 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-throughput", argv, device=True)
+    flags = {"--fused": "also time RN with --fused-loss (RNLoss(fused=True)), alternated in the same rounds",
+             "--training-only": "run part 1 only (training frames/s), written to <out>/training.json"}
+    args, p, out = speed_cli.parse(__doc__, PRESETS, "default", "torchrl-rn-throughput", argv, device=True,
+                                   flags=flags)
     torch.manual_seed(0)
     result = {"preset": dataclasses.asdict(p), "threads": torch.get_num_threads()}
-    result["training"] = training_rates(p, args.device)
-    print(f"training frames/s: RN {result['training']['frames_per_second']['rn']:.0f}, "
-          f"MAPPO {result['training']['frames_per_second']['mappo']:.0f}, "
-          f"ratio RN/MAPPO {result['training']['rn_over_mappo']:.2f} (paired by round "
-          f"{result['training']['rn_over_mappo_paired']:.2f})", flush=True)
+    result["training"] = training = training_rates(p, args.device, fused=args.fused)
+    print(f"training frames/s: RN {training['frames_per_second']['rn']:.0f}, "
+          f"MAPPO {training['frames_per_second']['mappo']:.0f}, "
+          f"ratio RN/MAPPO {training['rn_over_mappo']:.2f} (paired by round "
+          f"{training['rn_over_mappo_paired']:.2f})", flush=True)
+    if args.fused:
+        print(f"fused loss: RN {training['frames_per_second']['rn_fused']:.0f} frames/s, ratio RN/MAPPO "
+              f"{training['rn_fused_over_mappo']:.2f} (paired by round {training['rn_fused_over_mappo_paired']:.2f})",
+              flush=True)
     device = torch.device(args.device)
+    if args.training_only:
+        (out / "training.json").write_text(json.dumps({"threads": result["threads"], **training}, indent=1))
+        return
     if device.type != "cpu":  # the other parts measure CPU costs
         (out / f"training-{device.type}.json").write_text(json.dumps(result["training"], indent=1))
         return

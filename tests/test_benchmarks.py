@@ -76,6 +76,19 @@ def test_learning_tiny_writes_json_and_png(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_throughput_training_only_times_the_fused_loss_too(tmp_path):
+    out = run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1", "--training-only",
+              "--fused")
+    result = json.loads((tmp_path / "training.json").read_text())
+    assert result["threads"] == 1 and not (tmp_path / "throughput.json").exists()
+    assert set(result["frames_per_second"]) == {"rn", "mappo", "rn_fused"}
+    assert len(result["samples"]["rn_fused"]) == len(result["samples"]["mappo"]) == 2
+    rates = result["frames_per_second"]
+    assert result["rn_fused_over_mappo"] == rates["rn_fused"] / rates["mappo"]
+    assert "fused loss: RN" in out
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "throughput.json").read_text())
@@ -300,6 +313,15 @@ def test_breakdown_tiny_writes_json_and_table(tmp_path):
     run("report.py", "--results", str(tmp_path), "--readme", str(readme))
     performance = (tmp_path / "docs" / "performance.md").read_text()
     assert "Where the time goes" in performance and "`level1` (2 vertices" in performance
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_breakdown_fused_breaks_down_the_fused_loss_too(tmp_path):
+    out = run("breakdown.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1", "--fused")
+    result = json.loads((tmp_path / "breakdown.json").read_text())
+    for part in ("iteration_seconds", "step_ms", "minibatch_ms"):
+        assert set(result[part]) == {"rn", "mappo", "rn_fused"}
+    assert result["minibatch_ms"]["rn_fused"]["forward"] > 0 and "rn_fused: collection" in out
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports

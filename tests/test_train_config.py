@@ -14,7 +14,7 @@ from torchrl_rn.train.settings import RN_ONLY
 
 #: a run's config.yaml as the flat TrainConfig wrote it (before the option groups), comments left out
 #: settings added after these files were written, with their defaults (an old file loads them so)
-ADDED_SINCE = {"freeze": "", "learn": "rl"}
+ADDED_SINCE = {"freeze": "", "learn": "rl", "fused_loss": False}
 
 OLD_YAML = """\
 task: vmas/simple_spread

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict
 from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
-from torchrl.modules import OneHotCategorical, ProbabilisticActor, TanhNormal
+from torchrl.modules import MLP, MultiAgentMLP, OneHotCategorical, ProbabilisticActor, TanhNormal
 
 from torchrl_rn.keys import KEYS, NestedKey
 
-__all__ = ["DirectModule", "ConcatMLP", "actor_head"]
+__all__ = ["DirectModule", "ConcatMLP", "actor_head", "multi_agent_mlp"]
 
 
 class DirectModule(TensorDictModule):
@@ -53,6 +54,9 @@ class DirectModule(TensorDictModule):
 class ConcatMLP(nn.Module):
     """A :class:`~torchrl.modules.MultiAgentMLP` over the concatenation of its inputs (``o-`` and ``o+``).
 
+    The network is ``mlp``, or ``mlp[0]`` followed by the rest of an ``nn.Sequential`` ``mlp``; its
+    ``MultiAgentMLP`` runs through :func:`multi_agent_mlp` (the module call's result, without its parameter swap).
+
     Examples:
         >>> from torchrl.modules import MultiAgentMLP
         >>> mlp = ConcatMLP(MultiAgentMLP(5, 1, n_agents=2, centralized=False, share_params=True))
@@ -65,7 +69,53 @@ class ConcatMLP(nn.Module):
         self.mlp = mlp
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.mlp(inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1))
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
+        if type(self.mlp) is nn.Sequential and len(self.mlp):
+            out = multi_agent_mlp(self.mlp[0], x)
+            for layer in self.mlp[1:]:
+                out = layer(out)
+            return out
+        return multi_agent_mlp(self.mlp, x)
+
+
+def multi_agent_mlp(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)``, with a shared-weight :class:`~torchrl.modules.MultiAgentMLP` run directly on its own parameters.
+
+    ``MultiAgentMLP.forward`` swaps its parameters into an empty network on every call
+    (``TensorDictParams.to_module``, a few hundred microseconds); a group's networks run several times per policy step
+    and per loss evaluation. For ``share_params=True`` over a plain :class:`~torchrl.modules.MLP` of linear layers and
+    parameter-free activations, the same ``F.linear`` and activation calls run on ``net.params`` instead: the same
+    operations on the same tensors, so outputs and gradients are the module call's exactly (tested in
+    ``tests/modules/test_fused_modules.py``). Any other module is called as it is.
+
+    Examples:
+        >>> net = MultiAgentMLP(3, 2, n_agents=4, centralized=True, share_params=True, depth=1, num_cells=5)
+        >>> x = torch.randn(6, 4, 3)
+        >>> torch.equal(multi_agent_mlp(net, x), net(x))
+        True
+    """
+    if not (isinstance(net, MultiAgentMLP) and _plain_shared(net)) or x.shape[-2:-1] != (net.n_agents,):
+        return net(x)  # and MultiAgentMLP's own errors
+    agent_dim = x.ndim - 2
+    out = x.flatten(-2, -1) if net.centralized else x
+    params = dict(net.params.items(True, True))
+    for name, layer in net._empty_net.named_children():
+        if isinstance(layer, nn.Linear):
+            out = F.linear(out, params[name, "weight"], params.get((name, "bias")))
+        else:
+            out = layer(out)
+    if net.centralized:  # every agent gets the same output, expanded as MultiAgentMLP does
+        out = out.unsqueeze(agent_dim)
+        out = out.expand(*out.shape[:agent_dim], net.n_agents, *out.shape[agent_dim + 1:])
+    return out
+
+
+def _plain_shared(net: MultiAgentMLP) -> bool:
+    """Whether ``net`` is a shared-weight MLP of linear layers and parameter-free layers (what
+    :func:`multi_agent_mlp` evaluates directly)."""
+    body = net._empty_net
+    return (net.share_params and type(body) is MLP and not body._reshape_out
+            and all(isinstance(layer, nn.Linear) or next(layer.parameters(), None) is None for layer in body))
 
 
 def actor_head(spec: TensorSpec, net: Callable[..., nn.Module], in_keys: Sequence[NestedKey], group: str, *,

@@ -7,13 +7,14 @@ encoders in the same optimiser step (unless the composer was built with ``detach
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
-from torchrl.objectives import ClipPPOLoss, LossModule, MAPPOLoss
+from torchrl.objectives import ClipPPOLoss, LossModule, MAPPOLoss, PPOLoss
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
@@ -21,6 +22,7 @@ from torchrl_rn.graph import GraphError
 from torchrl_rn.graph.validate import same_graph
 from torchrl_rn.keys import KEYS, _tuple_key
 from torchrl_rn.modules import GraphComposer
+from torchrl_rn.modules.fused import actor_distribution, head_output
 from torchrl_rn.objectives.advantage import GraphGAE
 from torchrl_rn.periods import decision_rows
 
@@ -144,9 +146,11 @@ class RNLoss(LossModule):
         lmbda: float = 0.95,
         beta: float = 0.0,
         neighbourhood: str | torch.Tensor = "both",
+        fused: bool = False,
     ) -> None:
         super().__init__()
         self.composer = composer
+        self.fused = bool(fused)
         self.graph = composer.graph
         unknown = set(group_coeffs or {}) - set(self.graph.groups)
         if unknown:
@@ -172,6 +176,11 @@ class RNLoss(LossModule):
                 critic_coeff=critic_coeff, loss_critic_type=loss_critic_type, normalize_advantage=normalize_advantage,
                 normalize_advantage_exclude_dims=(-2,), functional=False, **extra,
             )
+        if self.fused:
+            for g, loss in self.group_losses.items():
+                if not isinstance(loss, PPOLoss) or loss.functional:
+                    raise TypeError(f"RNLoss(fused=True) needs a non-functional TorchRL PPO loss per group; group "
+                                    f"{g!r} has {type(loss).__name__} (use fused=False).")
         self._other_groups = {g: [h for h in self.graph.groups if h != g] for g in self.graph.groups}
         self._forward_value_estimator_keys()
         self._estimator_defaults = {"gamma": gamma, "lmbda": lmbda, "beta": beta, "neighbourhood": neighbourhood}
@@ -290,9 +299,11 @@ class RNLoss(LossModule):
             # without the "next" step and the other groups, so its copies and row selections are of those only
             group_td = td.exclude("next", *self._other_groups[g]) if td.get((g, advantage), None) is not None else td
             if g in warming_up:
-                terms = _zero_losses(loss(group_td))
+                terms = _zero_losses(self._group_loss(loss, group_td))
+            elif self.graph.period(g) == 1:
+                terms = self._group_loss(loss, group_td)
             else:
-                terms = loss(group_td) if self.graph.period(g) == 1 else self._decision_loss(loss, group_td, g)
+                terms = self._decision_loss(loss, group_td, g)
             out.set(g, terms)
             coeff = self.group_coeffs[g]
             for k, v in terms.items():
@@ -313,8 +324,44 @@ class RNLoss(LossModule):
         """
         rows = decision_rows(td, group)
         if bool(rows.any()):
-            return loss(td[rows])
-        return _zero_losses(loss(td))
+            return self._group_loss(loss, td[rows])
+        return _zero_losses(self._group_loss(loss, td))
+
+    def _group_loss(self, loss: LossModule, td: TensorDictBase) -> TensorDictBase:
+        """``loss(td)``; with ``fused=True``, the group's distribution and value are computed first, directly on its
+        networks, and ``loss`` uses them instead of calling its actor and critic modules."""
+        if not self.fused:
+            return loss(td)
+        with _cached_heads(loss, actor_distribution(loss.actor_network, td), head_output(loss.critic_network, td)[0]):
+            return loss(td)
+
+
+@contextmanager
+def _cached_heads(loss: PPOLoss, dist: torch.distributions.Distribution, value: torch.Tensor) -> Iterator[None]:
+    """Inside the block, ``loss`` takes its current policy and its value from ``dist`` and ``value``.
+
+    The two places where a TorchRL PPO loss calls its networks are shadowed on the instance: its
+    ``_get_cur_log_prob`` (TorchRL's own, minus the actor call) and its ``critic_network`` (a stand-in that returns
+    ``value`` under the loss's value key). Everything else (ratios, clipping, entropy, critic loss, value
+    normalisation, diagnostics, reductions) is the loss's own code. Restored on exit.
+    """
+    action_key, value_key = loss.tensor_keys.action, loss.tensor_keys.value
+
+    def cur_log_prob(tensordict: TensorDictBase, params=None) -> tuple:
+        action = tensordict.get(action_key)
+        if action.requires_grad:  # TorchRL's check
+            raise RuntimeError(f"tensordict stored {action_key} requires grad.")
+        return dist.log_prob(action), dist, False
+
+    shadowed = {"_get_cur_log_prob": cur_log_prob, "critic_network": lambda tensordict: {value_key: value}}
+    saved = {name: loss.__dict__[name] for name in shadowed if name in loss.__dict__}
+    loss.__dict__.update(shadowed)
+    try:
+        yield
+    finally:
+        for name in shadowed:
+            loss.__dict__.pop(name, None)
+        loss.__dict__.update(saved)
 
 
 def _zero_losses(terms: TensorDictBase) -> TensorDictBase:

@@ -47,8 +47,8 @@ FLAT_ORDER = ("task", "n_agents", "continuous_actions", "algo", "graph", "frames
               "epochs", "minibatch_size", "lr", "max_grad_norm", "gamma", "lmbda", "clip_epsilon", "entropy_coeff",
               "normalize_advantage", "value_norm", "num_cells", "manager_cells", "share_params", "phi", "beta",
               "neighbourhood", "critic", "detach_messages", "periods", "observe_clock", "vertex_reward", "instruct",
-              "goal_warmup", "level_critics", "learn", "freeze", "eval_every", "eval_envs", "seed", "device", "workers", "ray", "logger",
-              "out")
+              "goal_warmup", "level_critics", "learn", "freeze", "fused_loss", "eval_every", "eval_envs", "seed",
+              "device", "workers", "ray", "logger", "out")
 
 
 def _group(name: str) -> Any:
@@ -152,7 +152,7 @@ class TrainConfig:
         Examples:
             >>> flat = TrainConfig(seed=3).to_flat()
             >>> flat["seed"], len(flat), TrainConfig(**flat) == TrainConfig(seed=3)
-            (3, 42, True)
+            (3, 43, True)
         """
         return {name: getattr(self, name) for name in FLAT_ORDER}
 

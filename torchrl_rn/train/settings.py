@@ -29,7 +29,8 @@ LOGGERS = {"": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"
 
 #: settings only RN uses; with ``--algo mappo/ippo`` they must keep their defaults
 RN_ONLY = ("graph", "phi", "beta", "neighbourhood", "critic", "detach_messages", "manager_cells", "periods",
-           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct", "freeze", "learn")
+           "observe_clock", "vertex_reward", "goal_warmup", "level_critics", "instruct", "freeze", "learn",
+           "fused_loss")
 
 #: The grammar of ``--graph`` (read by :meth:`torchrl_rn.RNGraph.from_spec`), documented once, here.
 GRAPH_SPEC_HELP = """\
@@ -151,6 +152,9 @@ class RNConfig:
     level_critics: str = _opt("", "critic scope per level from the motors up, overriding --critic (different "
                               "learners per level: 'group,local' gives the motors a MAPPO-style centralised critic "
                               "under managers with local, PPO-style critics); '' = --critic for every level; rn only")
+    fused_loss: bool = _opt(False, "evaluate every group's policy and value directly on its networks' parameters and "
+                            "hand them to the group's TorchRL PPO loss (RNLoss(fused=True)): the same losses and "
+                            "gradients as the per-group path, in less time; rn only")
 
     @property
     def period_list(self) -> list[int] | None:

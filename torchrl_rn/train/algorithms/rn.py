@@ -104,7 +104,7 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
     loss = RNLoss(
         composer, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff,
         normalize_advantage=cfg.normalize_advantage, gamma=cfg.gamma, lmbda=cfg.lmbda, beta=cfg.beta,
-        neighbourhood=cfg.neighbourhood,
+        neighbourhood=cfg.neighbourhood, fused=cfg.fused_loss,
     )
     if cfg.goal_warmup and not composer.goal_warmup(False):
         raise ValueError(f"--goal-warmup {cfg.goal_warmup}: no vertex of --graph {cfg.graph_name!r} is trained on a "
