@@ -262,3 +262,10 @@ def test_addressed_instruction_errors_name_the_vertex():
     g.nodes["a"]["instruct"] = "addressed"
     with pytest.raises(GraphError, match=r"group 'level1' has inconsistent instruct"):
         RNGraph(g)
+
+
+def test_a_graph_wide_mean_message_default_reaches_the_motors_harmlessly():
+    """``rn train --phi mean`` gives every vertex phi='mean' (motors too): a motor's mean is its observation."""
+    graph = RNGraph.from_spec("tree:2", 4, defaults={"phi": "mean"})
+    dims = graph.dims(6)
+    assert dims["agents"]["message"] == 6 and dims["level1"]["observation"] == 12 and dims["level1"]["message"] == 6

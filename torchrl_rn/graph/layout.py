@@ -181,9 +181,10 @@ class GroupLayout:
             phi = graph.attr(members[0], "phi")
             if phi == "identity":
                 msg = obs
+            elif phi == "mean" and g == graph.env_group:  # a motor's mean of its one input is its observation
+                msg = obs
             elif phi == "mean":
-                below = graph.group_of(graph.subordinates(members[0])[0])
-                msg = obs if g == graph.env_group else self.dims[below].message
+                msg = self.dims[graph.group_of(graph.subordinates(members[0])[0])].message
             else:
                 msg = graph.attr(members[0], "message_dim")
             instr = max(
