@@ -145,8 +145,9 @@ def uses_task_knowledge(definition: dict) -> bool:
 
 
 def communicates_at_execution(definition: dict) -> bool:
-    """Whether a manager's policy reads its subordinates' observations when acting: any RN whose graph is not flat."""
-    return definition.get("algo") == "rn" and definition.get("graph") != "flat"
+    """Whether a manager's policy reads its subordinates' observations when acting: any RN whose graph is not flat, and
+    CPPO (its centralised actor reads every agent's observation)."""
+    return (definition.get("algo") == "rn" and definition.get("graph") != "flat") or definition.get("algo") == "cppo"
 
 
 #: Methods that use task knowledge (a goal space, a shaped reward): a table must label them so.

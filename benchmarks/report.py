@@ -63,8 +63,8 @@ def _task_knowledge(definition: dict) -> bool:
 
 
 def _communicates(definition: dict) -> bool:
-    """An RN whose graph is not flat (``harness.communicates_at_execution``)."""
-    return definition.get("algo") == "rn" and definition.get("graph") != "flat"
+    """An RN whose graph is not flat, or CPPO (``harness.communicates_at_execution``)."""
+    return (definition.get("algo") == "rn" and definition.get("graph") != "flat") or definition.get("algo") == "cppo"
 
 
 def _name(method: str, labels: dict) -> str:

@@ -16,6 +16,7 @@ Run through ``benchmarks/report.py`` (a section of ``docs/results.md``); needs n
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -62,8 +63,6 @@ def _applies(entry: dict, task: str) -> bool:
 
 def _runs(results: Path, preset: str, task: str) -> tuple[dict, dict]:
     """``(result, reeval)`` of a preset's task (empty dicts where absent)."""
-    import json
-
     stem = results / preset / task.replace("/", "-")
     load = [json.loads(p.read_text()) if p.exists() else {} for p in (stem.with_suffix(".json"),
                                                                       Path(f"{stem}.reeval.json"))]
@@ -121,8 +120,6 @@ def _task_section(exp: dict, spec: dict, results: Path, m: int, labels: dict) ->
 
 
 def _random(results: Path, task: str) -> str:
-    import json
-
     path = results / "reference.json"
     rand = json.loads(path.read_text()).get(task, {}).get("random") if path.exists() else None
     return f"{rand['mean']:.3g} ± {rand['ci95']:.2g} ({rand['episodes']} episodes)" if rand else ""

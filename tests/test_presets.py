@@ -65,7 +65,7 @@ def test_every_method_says_what_it_is_and_carries_its_labels(harness):
         # a manager that reads its subordinates' observations when acting: every RN whose graph is not flat, and
         # CPPO's centralised actor (each agent acts on every agent's observation)
         communicates = (definition["algo"] == "rn" and definition["graph"] != "flat") or definition["algo"] == "cppo"
-        assert info["communicates_at_execution"] == communicates, name
+        assert info["communicates_at_execution"] == communicates == harness.communicates_at_execution(definition), name
     every = {m for p in harness.PRESETS.values() for m in p.methods}
     assert every <= set(harness.METHODS)
 

@@ -14,13 +14,13 @@ from torch.nn import functional as F
 
 from torchrl_rn.keys import KEYS
 from torchrl_rn.rewards.base import RewardSource, VertexReward
-from torchrl_rn.rewards.goal import check_goal_room
+from torchrl_rn.rewards.goal import GoalSpace, gather_goals
 
 __all__ = ["DirectionReward", "DirectionRewardModule"]
 
 
 @dataclass(frozen=True)
-class DirectionReward(VertexReward):
+class DirectionReward(GoalSpace, VertexReward):
     """``r_t = c * [cos(z_{t+1} - z_0, g) - cos(z_t - z_0, g)] + beta * r_own``: a motor rewarded for moving its
     projected observation ``z = P o`` in its superior's direction ``g``.
 
@@ -88,18 +88,8 @@ class DirectionReward(VertexReward):
         progress = ((after - before) * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp_min(1.0)
         return self.c * progress + self.beta * own
 
-    def check(self, graph: Any, vertex: Any) -> None:
-        """A direction is a motor's, and each superior's action must hold one per subordinate."""
-        check_goal_room(graph, vertex, self.dim, "direction")
-
-    def superior_action_dim(self, n_subordinates: int) -> int:
-        return self.dim * n_subordinates
-
     def env_module(self, graph: Any, group: str) -> DirectionRewardModule:
         return DirectionRewardModule(graph, group, self)
-
-    def train_keys(self, group: str) -> list:
-        return [KEYS.next(group, "vertex_reward")]
 
     def train_reward(self, own: torch.Tensor, source: RewardSource) -> torch.Tensor:
         """The env's ``vertex_reward``."""
@@ -176,8 +166,7 @@ class DirectionRewardModule(TensorDictModuleBase):
         if origin is None:
             origin = obs.new_zeros(*obs.shape[:-1], s * d)
         origin = torch.where(decided.unsqueeze(-1), z.unsqueeze(-2), origin.reshape(*obs.shape[:-1], s, d))
-        flat = self.index.to(obs.device).reshape(n, s * d).expand(*instruction.shape[:-1], s * d)
-        goals = instruction.gather(-1, flat).reshape(*instruction.shape[:-1], s, d)
+        goals = gather_goals(instruction, self.index)
         next_obs = next_tensordict.get(KEYS.of(self.group, "observation"))
         own = next_tensordict.get(KEYS.of(self.group, "reward"))
         reward = self.reward(z, self._project(next_obs), origin, goals, self.mask.to(obs.device), own)

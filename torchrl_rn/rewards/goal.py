@@ -13,15 +13,34 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl_rn.keys import KEYS
 from torchrl_rn.rewards.base import RewardSource, VertexReward, _spread
 
-__all__ = ["GoalReward", "GoalRewardModule", "GOAL_SLICES", "check_goal_room"]
+__all__ = ["GoalReward", "GoalRewardModule", "GoalSpace", "GOAL_SLICES", "check_goal_room", "gather_goals"]
 
 #: Named observation slices a goal can live in (task knowledge): ``pos`` is an agent's own ``(x, y)`` position, the
 #: first two entries of the agent observations of VMAS's balance, navigation and mpe/simple_spread scenarios.
 GOAL_SLICES = {"pos": (0, 2)}
 
 
+class GoalSpace:
+    """The hooks every reward whose superior's instruction holds a ``dim``-entry goal per subordinate motor shares
+    (:class:`GoalReward`, :class:`~torchrl_rn.rewards.DirectionReward`): where it may sit, the room it needs, and
+    that the estimator trains on the env's ``vertex_reward``."""
+
+    name: ClassVar[str]
+    dim: int
+
+    def check(self, graph: Any, vertex: Any) -> None:
+        """A goal is a motor's, and each superior's action must hold one per subordinate."""
+        check_goal_room(graph, vertex, self.dim, self.name)
+
+    def superior_action_dim(self, n_subordinates: int) -> int:
+        return self.dim * n_subordinates
+
+    def train_keys(self, group: str) -> list:
+        return [KEYS.next(group, "vertex_reward")]
+
+
 @dataclass(frozen=True)
-class GoalReward(VertexReward):
+class GoalReward(GoalSpace, VertexReward):
     """``r = c * (d_prev - d_now) + beta * r_own``: a motor rewarded for approaching its superiors' goal.
 
     **Uses task knowledge** (which slice of the observation a goal lives in). A superior with ``n`` subordinates
@@ -117,23 +136,13 @@ class GoalReward(VertexReward):
         start, stop = _slice(args.pop(0), text)
         return {"start": start, "stop": stop}
 
-    def check(self, graph: Any, vertex: Any) -> None:
-        """A goal lives in a motor's observation, and each superior's action must hold one per subordinate."""
-        check_goal_room(graph, vertex, self.dim, "goal")
-
     def check_observation(self, group: str, size: int) -> None:
         if self.stop > size:
             raise ValueError(f"group {group!r}: goal reward {str(self)!r} reads observation entries "
                              f"{self.start}-{self.stop}, but the observation has {size}.")
 
-    def superior_action_dim(self, n_subordinates: int) -> int:
-        return self.dim * n_subordinates
-
     def env_module(self, graph: Any, group: str) -> GoalRewardModule:
         return GoalRewardModule(graph, group, self)
-
-    def train_keys(self, group: str) -> list:
-        return [KEYS.next(group, "vertex_reward")]
 
     def train_reward(self, own: torch.Tensor, source: RewardSource) -> torch.Tensor:
         """The env's ``c * P + beta * own``, its progress term rescaled with ``normalize`` (:meth:`rescaled`)."""
@@ -163,6 +172,14 @@ def check_goal_room(graph: Any, vertex: Any, dim: int, kind: str) -> None:
                 f"vertex {s!r}: its action_dim {have} cannot hold a {dim}-dim goal for each of its {n} "
                 f"subordinates ({kind} reward of {v!r}); set its action_dim >= {dim * n}."
             )
+
+
+def gather_goals(instruction: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Each vertex's goal from each superior, ``[..., n, S, d]``, read from its ``instruction`` ``[..., n, o+]`` at
+    ``index`` ``[n, S, d]`` (:meth:`~torchrl_rn.RNGraph.goal_index`)."""
+    n, s, d = index.shape
+    flat = index.to(instruction.device).reshape(n, s * d).expand(*instruction.shape[:-1], s * d)
+    return instruction.gather(-1, flat).reshape(*instruction.shape[:-1], s, d)
 
 
 def _slice(text: str, spec: str) -> tuple[int, int]:
@@ -218,9 +235,7 @@ class GoalRewardModule(TensorDictModuleBase):
     def compute(self, obs: torch.Tensor, instruction: torch.Tensor, next_obs: torch.Tensor,
                 own: torch.Tensor) -> torch.Tensor:
         """The reward ``[..., n, 1]`` from the step's tensors (``instruction`` ``[..., n, o+]``)."""
-        n, s, d = self.index.shape
-        flat = self.index.to(instruction.device).reshape(n, s * d).expand(*instruction.shape[:-1], s * d)
-        goals = instruction.gather(-1, flat).reshape(*instruction.shape[:-1], s, d)
+        goals = gather_goals(instruction, self.index)
         return self.reward(obs, next_obs, goals, self.mask.to(obs.device), own)
 
     def env_step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase, obs: torch.Tensor,
