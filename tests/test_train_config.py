@@ -133,3 +133,14 @@ def test_bad_keywords_and_groups_are_refused_naming_them():
         TrainConfig(algo="mappo", rn=RNConfig(beta=0.5))
     with pytest.raises(ValueError, match="--frames must be >= 1"):
         TrainConfig(ppo={"frames": 0})
+
+
+def test_an_old_checkpoint_resumes_with_the_settings_added_since_at_their_defaults(tmp_path):
+    """The benchmark harness resumes with every setting spelled out: those added after the checkpoint was written
+    are accepted at their defaults (what the run had) and refused at any other value."""
+    stored = {**OLD_CHECKPOINT_CONFIG, "out": str(tmp_path)}
+    settings = {**OLD_CHECKPOINT_CONFIG, "out": str(tmp_path), **ADDED_SINCE}
+    cfg = resumed_config(tmp_path / "checkpoint.pt", state={"config": stored}, settings=settings)
+    assert cfg == _expected(str(tmp_path))
+    with pytest.raises(ValueError, match="--learn 'gradient' cannot be given with --resume: the checkpoint predates"):
+        resumed_config(tmp_path / "checkpoint.pt", state={"config": stored}, settings={**settings, "learn": "gradient"})

@@ -260,6 +260,7 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
     elif device_problem(recorded) is not None:
         raise ValueError(f"{str(path)!r} was trained on {recorded!r}, which this machine lacks: resume it where "
                          f"{recorded!r} is available, or evaluate it here with 'rn eval' (it falls back to the CPU).")
+    defaults = TrainConfig().to_flat()
     for name, value in TrainConfig.flatten(settings or {}).items():
         if name == "out":
             if Path(value).resolve() != folder.resolve():
@@ -267,8 +268,10 @@ def resumed_config(path: str | Path, *, frames: int | None = None, settings: dic
                                  f"{str(folder)!r}.")
         elif name in RESUMABLE:
             frames = value if frames is None else frames
-        elif name not in config:
-            raise ValueError(f"--{name.replace('_', '-')} cannot be given with --resume.")
+        elif name not in config:  # a setting added since the checkpoint: the run has it at its default
+            if name not in defaults or value != defaults[name]:
+                raise ValueError(f"--{name.replace('_', '-')} {value!r} cannot be given with --resume: the "
+                                 "checkpoint predates the setting, so its run has the default.")
         elif name == "graph" and is_stored_graph(str(config[name])) and not is_stored_graph(value):
             if stored_graph(value) != config[name]:
                 raise ValueError(f"--graph {value!r} differs from the graph the checkpoint stores (the file changed "
