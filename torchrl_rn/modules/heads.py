@@ -2,6 +2,7 @@
 its networks."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -71,8 +72,9 @@ class ConcatMLP(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
         if type(self.mlp) is nn.Sequential and len(self.mlp):
-            out = multi_agent_mlp(self.mlp[0], x)
-            for layer in self.mlp[1:]:
+            layers = iter(self.mlp._modules.values())  # no Sequential slice (a new module) on every call
+            out = multi_agent_mlp(next(layers), x)
+            for layer in layers:
                 out = layer(out)
             return out
         return multi_agent_mlp(self.mlp, x)
@@ -94,20 +96,46 @@ def multi_agent_mlp(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         >>> torch.equal(multi_agent_mlp(net, x), net(x))
         True
     """
-    if not (isinstance(net, MultiAgentMLP) and _plain_shared(net)) or x.shape[-2:-1] != (net.n_agents,):
+    plan = _plan(net) if isinstance(net, MultiAgentMLP) else None
+    if plan is None or x.shape[-2:-1] != (net.n_agents,):
         return net(x)  # and MultiAgentMLP's own errors
     agent_dim = x.ndim - 2
     out = x.flatten(-2, -1) if net.centralized else x
-    params = dict(net.params.items(True, True))
-    for name, layer in net._empty_net.named_children():
-        if isinstance(layer, nn.Linear):
-            out = F.linear(out, params[name, "weight"], params.get((name, "bias")))
+    params = net.params._parameters  # the parameters in place, flat ("0.weight"), as items(True, True) gives them
+    for name, layer in plan:
+        if layer is None:
+            out = F.linear(out, params[name + ".weight"], params.get(name + ".bias"))
+        elif layer is torch.tanh:
+            out = torch.tanh(out)
         else:
             out = layer(out)
     if net.centralized:  # every agent gets the same output, expanded as MultiAgentMLP does
         out = out.unsqueeze(agent_dim)
         out = out.expand(*out.shape[:agent_dim], net.n_agents, *out.shape[agent_dim + 1:])
     return out
+
+
+#: each MultiAgentMLP's layers as :func:`multi_agent_mlp` runs them (None: not a plain shared-weight MLP); structure
+#: only (names and parameter-free layers), so weight updates and ``.to()`` leave it valid
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(net: MultiAgentMLP) -> list[tuple[str, Callable | None]] | None:
+    """``net``'s layers for :func:`multi_agent_mlp`: ``(name, None)`` for a linear layer, ``(name, torch.tanh)`` for
+    ``nn.Tanh`` (the same function its forward calls), ``(name, layer)`` for other parameter-free layers; ``None``
+    where ``net`` is not a plain shared-weight MLP or its parameters are not where the plan reads them."""
+    if net in _PLANS:
+        return _PLANS[net]
+    plan = None
+    if _plain_shared(net):
+        plan = [(name, None if isinstance(layer, nn.Linear) else torch.tanh if type(layer) is nn.Tanh else layer)
+                for name, layer in net._empty_net.named_children()]
+        flat = dict(net.params.items(True, True))
+        stored = net.params._parameters
+        if any(stored.get(".".join(k)) is not v for k, v in flat.items()):
+            plan = None
+    _PLANS[net] = plan
+    return plan
 
 
 def _plain_shared(net: MultiAgentMLP) -> bool:

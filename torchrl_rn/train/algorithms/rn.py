@@ -9,7 +9,7 @@ from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 
 from torchrl_rn.graph import GraphError, RNGraph
-from torchrl_rn.modules import GraphComposer
+from torchrl_rn.modules import FusedPolicy, GraphComposer
 from torchrl_rn.objectives import RNLoss
 from torchrl_rn.train.algorithms.base import Models
 from torchrl_rn.train.config import TrainConfig
@@ -115,5 +115,6 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
     actors = [composer.actor(g) for g in graph.groups]
     unread = ["next", ("collector", "traj_ids"), *(k for a in actors for k in a.module[0].out_keys),
               *composer.messages.out_keys]
-    return RNModels(policy=composer.policy, loss=loss, unread_keys=list(dict.fromkeys(unread)),
+    # the collector runs the composed policy's step on tensors: the same actions and draws (FusedPolicy's tests)
+    return RNModels(policy=FusedPolicy(composer.policy), loss=loss, unread_keys=list(dict.fromkeys(unread)),
                     agent_group=graph.env_group, graph=graph, composer=composer)
