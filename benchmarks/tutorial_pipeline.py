@@ -6,11 +6,11 @@ a ``Collector``, a ``ReplayBuffer`` sampled without replacement, Adam and gradie
 the buffer what their loss does not read once the advantages are in (the ``"next"`` step, the collector's trajectory
 ids, the policy's distribution parameters and RN's bottom-up outputs, which the losses recompute). The RN side
 changes only what a user would change: the env is wrapped in :class:`~torchrl_rn.LevelEnv`, the policy and critic
-come from :class:`~torchrl_rn.GraphComposer`, the loss is :class:`~torchrl_rn.RNLoss` (its
-:class:`~torchrl_rn.GraphGAE` computes the advantages). Each measured iteration is one batch collected plus all its
-epochs of updates plus the weight update; the two pipelines alternate in one process and the median over ``reps``
-iterations (after one warm-up) gives the training frames/s and the ratio RN / stock (``rn_over_stock_paired``: the
-median of the ratios within each round).
+come from :class:`~torchrl_rn.GraphComposer` (the policy run as :class:`~torchrl_rn.modules.FusedPolicy`), the loss
+is :class:`~torchrl_rn.RNLoss` (its :class:`~torchrl_rn.GraphGAE` computes the advantages). Each measured
+iteration is one batch collected plus all its epochs of updates plus the weight update; the two pipelines alternate
+in one process and the median over ``reps`` iterations (after one warm-up) gives the training frames/s and the ratio
+RN / stock (``rn_over_stock_paired``: the median of the ratios within each round).
 
 Writes ``<out>/tutorial_pipeline.json`` and ``<out>/tutorial_pipeline.png``:
 
@@ -39,6 +39,7 @@ from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
 from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
+from torchrl_rn.modules import FusedPolicy
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Pipeline:
         env.append_transform(RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")]))
         if rn:
             composer = GraphComposer(graph, env, num_cells=p.num_cells, manager_cells=p.manager_cells, critic="group")
-            policy = composer.policy
+            policy = FusedPolicy(composer.policy)  # the composed policy's step on tensors: the same actions
             self.loss = RNLoss(composer, clip_epsilon=p.clip_epsilon, entropy_coeff=p.entropy_coeff,
                                gamma=p.gamma, lmbda=p.lmbda)
             actors = [composer.actor(g) for g in graph.groups]
