@@ -89,6 +89,18 @@ def test_throughput_training_only_times_the_fused_loss_too(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
+def test_fused_curves_tiny_runs_both_paths_to_the_same_curves(tmp_path):
+    out = run("fused_curves.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
+    result = json.loads((tmp_path / "fused_curves.json").read_text())
+    assert (tmp_path / "fused_curves.png").stat().st_size > 0
+    fused, reference = result["fused"], result["per_group"]
+    assert fused["frames"] == reference["frames"] == [200, 400]
+    assert fused["eval_return"] == reference["eval_return"] and fused["loss"] == reference["loss"]
+    assert result["max_abs_difference"] == {"train_return": 0.0, "eval_return": 0.0, "loss": 0.0}
+    assert "largest difference between the fused and per-group runs: train_return 0" in out
+
+
+@pytest.mark.slow  # a subprocess: seconds of interpreter start-up and imports
 def test_throughput_tiny_writes_json_and_png_and_table(tmp_path):
     run("throughput.py", "--preset", "tiny", "--out", str(tmp_path), "--threads", "1")
     result = json.loads((tmp_path / "throughput.json").read_text())
