@@ -27,6 +27,7 @@ import speed_cli  # this script runs from benchmarks/
 import throughput
 import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import MultiAgentMLP
 
 from torchrl_rn.train import RNTrainer, TrainConfig
 
@@ -66,6 +67,30 @@ class _GroupTimer:
 
 def _ms(samples: list[float]) -> float:
     return 1e3 * statistics.median(samples)
+
+
+def network_macs(trainer: RNTrainer) -> dict[str, int]:
+    """Multiply-accumulates per frame (one env step of every env's agents) of a trainer's networks: its actors (the
+    ``MultiAgentMLP`` s of the policy) and critics (the loss's others). A ``MultiAgentMLP`` runs its linear layers once
+    per agent, or once for all agents when it is centralised with shared weights (its output is then expanded).
+
+    Examples:
+        >>> macs = network_macs(RNTrainer(TrainConfig(task="mock", algo="mappo", num_cells=8), progress=False))
+        >>> macs["actor"], macs["critic"]  # 3 agents: 3 x (3*8 + 8*8 + 8*4) and once (9*8 + 8*8 + 8*1)
+        (360, 144)
+    """
+    def mlps(module: torch.nn.Module) -> dict[int, MultiAgentMLP]:
+        return {id(m): m for m in module.modules() if isinstance(m, MultiAgentMLP)}
+
+    def macs(net: MultiAgentMLP) -> int:
+        per_call = sum(layer.in_features * layer.out_features for layer in net._empty_net.modules()
+                       if isinstance(layer, torch.nn.Linear))
+        return per_call * (1 if net.centralized and net.share_params else net.n_agents)
+
+    actors = mlps(trainer.policy)
+    losses = getattr(trainer.loss, "group_losses", {"": trainer.loss})  # RN: one TorchRL loss per group
+    critics = {k: v for loss in losses.values() for k, v in mlps(loss.critic_network).items() if k not in actors}
+    return {"actor": sum(map(macs, actors.values())), "critic": sum(map(macs, critics.values()))}
 
 
 def breakdown(p: Preset, *, fused: bool = False) -> dict:
@@ -132,9 +157,21 @@ def breakdown(p: Preset, *, fused: bool = False) -> dict:
     for _ in range(10 + p.minibatches):
         runs["rn"].loss(tiny)
     tiny_per_group = {g: _ms(s[10:] or s) for g, s in timer.seconds.items()}
+    iteration = {name: {"collection": statistics.median(collect[name]), "update": statistics.median(update[name])}
+                 for name in runs}
+    macs = {name: network_macs(trainer) for name, trainer in runs.items() if name in ("rn", "mappo")}
+    steps = p.frames_per_batch / runs["mappo"].config.num_envs  # policy steps per iteration
+    m, policy_ms = iteration["mappo"], 1e-3 * _ms(policy["mappo"])
+    actor_ratio = macs["rn"]["actor"] / macs["mappo"]["actor"]
+    total_ratio = (macs["rn"]["actor"] + macs["rn"]["critic"]) / (macs["mappo"]["actor"] + macs["mappo"]["critic"])
+    # MAPPO's iteration with everything but the env scaled by RN's extra network arithmetic (pessimistic: all of it)
+    floor_seconds = (m["collection"] - steps * policy_ms + steps * policy_ms * actor_ratio
+                     + m["update"] * total_ratio)
     return {
-        "iteration_seconds": {name: {"collection": statistics.median(collect[name]),
-                                     "update": statistics.median(update[name])} for name in runs},
+        "macs_per_frame": macs,
+        "mac_ratio": {"actor": actor_ratio, "total": total_ratio},
+        "flop_floor": (m["collection"] + m["update"]) / floor_seconds,
+        "iteration_seconds": iteration,
         "step_ms": {name: {"policy": _ms(policy[name]), "env": _ms(env_step[name])} for name in runs},
         "minibatch_ms": {name: {"forward": _ms(forward[name]), "backward": _ms(backward[name])} for name in runs},
         "rn_group_forward_ms": per_group,

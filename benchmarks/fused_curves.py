@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import speed_cli  # this script runs from benchmarks/
 
@@ -45,15 +47,16 @@ def curves(p: Preset) -> dict:
     """Both paths' per-iteration train and evaluation returns, and the largest difference between them."""
     result: dict = {}
     for name, fused in (("per_group", False), ("fused", True)):
-        cfg = TrainConfig(task=p.task, n_agents=p.n_agents, algo="rn", graph=p.rn_graph, frames=p.frames,
-                          frames_per_batch=p.frames_per_batch, max_steps=p.max_steps, epochs=p.epochs,
-                          minibatch_size=p.minibatch_size, num_cells=p.num_cells, seed=p.seed, eval_every=1,
-                          fused_loss=fused, logger="")
-        trainer = RNTrainer(cfg, progress=False)
-        try:
-            history = trainer.train()
-        finally:
-            trainer.close()
+        with tempfile.TemporaryDirectory() as scratch:  # the runs' folders: only their curves are kept
+            cfg = TrainConfig(task=p.task, n_agents=p.n_agents, algo="rn", graph=p.rn_graph, frames=p.frames,
+                              frames_per_batch=p.frames_per_batch, max_steps=p.max_steps, epochs=p.epochs,
+                              minibatch_size=p.minibatch_size, num_cells=p.num_cells, seed=p.seed, eval_every=1,
+                              fused_loss=fused, logger="", out=str(Path(scratch) / name))
+            trainer = RNTrainer(cfg, progress=False)
+            try:
+                history = trainer.train()
+            finally:
+                trainer.close()
         result[name] = {"frames": [r["frames"] for r in history],
                         "train_return": [r["train_return"] for r in history],
                         "eval_return": [r.get("eval_return") for r in history],
