@@ -54,7 +54,8 @@ def loss_scalars(out: TensorDictBase, *, default_group: str = "agents") -> dict[
         >>> loss_scalars(TensorDict({"clip_fraction": 0.25}))  # a flat MAPPO/IPPO output
         {'agents/clip_fraction': 0.25}
     """
-    scalars: dict[str, float] = {}
+    names: list[str] = []
+    values: list[torch.Tensor] = []
     for key, value in out.items(include_nested=True, leaves_only=True):
         key = key if isinstance(key, tuple) else (key,)
         if not isinstance(value, torch.Tensor) or not value.is_floating_point() or "composite_entropy" in key:
@@ -67,8 +68,12 @@ def loss_scalars(out: TensorDictBase, *, default_group: str = "agents") -> dict[
             name = f"{default_group}/{key[0]}"
         else:
             name = "/".join(key)
-        scalars[name] = float(value.detach())
-    return scalars
+        names.append(name)
+        values.append(value)
+    # one conversion for all of them (a float() per value is a call and a read each): the same Python floats
+    if values and all(v.dtype == values[0].dtype and v.device == values[0].device for v in values):
+        return dict(zip(names, torch.stack(values).tolist()))
+    return {name: float(value) for name, value in zip(names, values)}
 
 
 class MeanOver:

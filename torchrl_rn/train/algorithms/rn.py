@@ -111,10 +111,12 @@ def build(config: TrainConfig, env: EnvBase, graph: RNGraph, *, device: str | to
                          "goal reward (give one with --vertex-reward goal:... or direction:...).")
     freeze(composer, [g.strip() for g in cfg.freeze.split(",") if g.strip()])
     # the next step (read by the estimator only), the collector's trajectory ids, the distribution parameters and
-    # the bottom-up pass's outputs (the loss recomputes both with gradients)
+    # the bottom-up pass's outputs (the loss recomputes both with gradients), the groups' own step flags (the
+    # estimator reads the next step's) and the task's info and episode sums (read from the batch, not the buffer)
     actors = [composer.actor(g) for g in graph.groups]
     unread = ["next", ("collector", "traj_ids"), *(k for a in actors for k in a.module[0].out_keys),
-              *composer.messages.out_keys]
+              *composer.messages.out_keys, *((g, k) for g in graph.groups for k in ("done", "terminated", "truncated")),
+              (graph.env_group, "info"), (graph.env_group, "episode_reward")]
     # the collector runs the composed policy's step on tensors: the same actions and draws (FusedPolicy's tests)
     return RNModels(policy=FusedPolicy(composer.policy), loss=loss, unread_keys=list(dict.fromkeys(unread)),
                     agent_group=graph.env_group, graph=graph, composer=composer)
