@@ -15,8 +15,9 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictModule, TensorDictModule, TensorDictSequential
 from torch import nn
+from torchrl.modules import TanhNormal
 
-__all__ = ["actor_distribution", "head_output"]
+__all__ = ["actor_distribution", "distribution", "head_output"]
 
 
 def head_output(module: TensorDictModule, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:
@@ -26,9 +27,29 @@ def head_output(module: TensorDictModule, tensordict: TensorDictBase) -> tuple[t
     return out if isinstance(out, tuple) else (out,)
 
 
-def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase) -> torch.distributions.Distribution:
+def distribution(prob: ProbabilisticTensorDictModule, params: dict[str, torch.Tensor], *,
+                 cache: dict | None = None) -> torch.distributions.Distribution:
+    """``prob``'s distribution with parameters ``params`` (its ``distribution_class`` and ``distribution_kwargs``).
+
+    With ``cache`` (a dict the caller keeps), a :class:`~torchrl.modules.TanhNormal` is built once per ``prob`` and
+    afterwards given the new ``loc`` and ``scale`` with its own ``update`` (TorchRL's reuse of the distribution: the
+    same samples, log-probabilities and entropies, without rebuilding its transforms and bound checks).
+    """
+    dist = cache.get(prob) if cache is not None else None
+    if dist is not None and params.keys() == {"loc", "scale"} and dist.low.device == params["loc"].device:
+        dist.update(params["loc"], params["scale"])
+        return dist
+    dist = prob.distribution_class(**params, **dict(prob.distribution_kwargs))
+    if cache is not None and type(dist) is TanhNormal:
+        cache[prob] = dist
+    return dist
+
+
+def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase, *,
+                       cache: dict | None = None) -> torch.distributions.Distribution:
     """``actor.get_dist(tensordict)`` for a group's actor (a network module then a probabilistic module), with the
-    network called on the tensors directly and nothing written to ``tensordict``.
+    network called on the tensors directly and nothing written to ``tensordict`` (``cache``: see
+    :func:`distribution`).
 
     Examples:
         >>> from torchrl.envs import TransformedEnv
@@ -52,4 +73,4 @@ def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase) 
     for dist_key, key in zip(prob.dist_keys, prob.in_keys):
         kwargs[dist_key[-1] if isinstance(dist_key, tuple) else dist_key] = found[key] if key in found \
             else tensordict.get(key)
-    return prob.distribution_class(**kwargs, **dict(prob.distribution_kwargs))
+    return distribution(prob, kwargs, cache=cache)

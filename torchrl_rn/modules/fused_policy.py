@@ -27,10 +27,9 @@ from tensordict.nn import (
     TensorDictSequential,
 )
 from tensordict.nn.probabilistic import InteractionType, interaction_type
-from torchrl.modules import TanhNormal
 from torchrl.modules.distributions.utils import sample_and_log_prob
 
-from torchrl_rn.modules.fused import head_output
+from torchrl_rn.modules.fused import distribution, head_output
 from torchrl_rn.modules.gather import GatherModule
 from torchrl_rn.modules.heads import DirectModule
 
@@ -72,7 +71,7 @@ class FusedPolicy(TensorDictModuleBase):
         self.out_keys = list(policy.out_keys)
         # each actor's TanhNormal, kept between steps and given the new parameters with its ``update`` (what
         # TorchRL's TanhNormal offers for reuse: the same distribution without rebuilding its transforms and checks)
-        self._dists: dict[int, TanhNormal] = {}
+        self._dists: dict = {}
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -81,7 +80,7 @@ class FusedPolicy(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         random = (interaction_type() or InteractionType.DETERMINISTIC) is InteractionType.RANDOM
-        for index, module in enumerate(_steps(self.policy)):
+        for module in _steps(self.policy):
             if type(module) in (GatherModule, DirectModule):
                 _write(tensordict, module.out_keys, head_output(module, tensordict))
             elif random and _plain_actor(module):
@@ -91,13 +90,7 @@ class FusedPolicy(TensorDictModuleBase):
                 found = dict(zip(head.out_keys, params))
                 kwargs = {(d[-1] if isinstance(d, tuple) else d): found[k] if k in found else tensordict.get(k)
                           for d, k in zip(prob.dist_keys, prob.in_keys)}
-                dist = self._dists.get(index)
-                if dist is not None and kwargs.keys() == {"loc", "scale"} and dist.low.device == kwargs["loc"].device:
-                    dist.update(kwargs["loc"], kwargs["scale"])  # TanhNormal's own reuse: the same distribution
-                else:
-                    dist = prob.distribution_class(**kwargs, **dict(prob.distribution_kwargs))
-                    if type(dist) is TanhNormal:
-                        self._dists[index] = dist
+                dist = distribution(prob, kwargs, cache=self._dists)
                 sample, log_prob = sample_and_log_prob(dist, reparameterize=dist.has_rsample)
                 tensordict.set(prob.dist_sample_keys[0], sample)
                 tensordict.set(prob.log_prob_key, log_prob)

@@ -182,9 +182,16 @@ class RNLoss(LossModule):
                     raise TypeError(f"RNLoss(fused=True) needs a non-functional TorchRL PPO loss per group; group "
                                     f"{g!r} has {type(loss).__name__} (use fused=False).")
         self._other_groups = {g: [h for h in self.graph.groups if h != g] for g in self.graph.groups}
+        #: fused=True: each group's TanhNormal, reused across calls through its update (modules.fused.distribution)
+        self._dists: dict = {}
         self._forward_value_estimator_keys()
         self._estimator_defaults = {"gamma": gamma, "lmbda": lmbda, "beta": beta, "neighbourhood": neighbourhood}
         self.make_value_estimator()
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_dists"] = {}  # rebuilt at the next call (their transforms hold weak references: not picklable)
+        return state
 
     # ------------------------------------------------------------------ keys
     def _forward_value_estimator_keys(self, **kwargs) -> None:
@@ -332,7 +339,8 @@ class RNLoss(LossModule):
         networks, and ``loss`` uses them instead of calling its actor and critic modules."""
         if not self.fused:
             return loss(td)
-        with _cached_heads(loss, actor_distribution(loss.actor_network, td), head_output(loss.critic_network, td)[0]):
+        dist = actor_distribution(loss.actor_network, td, cache=self._dists)
+        with _cached_heads(loss, dist, head_output(loss.critic_network, td)[0]):
             return loss(td)
 
 
