@@ -347,7 +347,7 @@ def _throughput(tp: Path) -> str:
         fused = (f"; with the fused loss (`--fused-loss`) {rates['rn_fused']:.0f} frames/s, ratio "
                  f"**{training['rn_fused_over_mappo']:.2f}** (paired {training['rn_fused_over_mappo_paired']:.2f})")
     command = (f"python benchmarks/throughput.py{' --threads 1' if t['threads'] == 1 else ''}"
-               f"{' --fused' if 'rn_fused' in rates else ''} --out {tp.parent.as_posix()}")
+               f"{' --fused' if 'rn_fused' in rates else ''} --reps {t['preset']['reps']} --out {tp.parent.as_posix()}")
     return (f"Throughput ({t['preset']['task']}, {t['preset']['frames_per_batch']} frames/batch, "
             f"{t['preset']['epochs']} epochs, {_threads(t)}, median of {t['preset']['reps']} alternated "
             f"iterations): RN {t['preset']['rn_graph']} {rates['rn']:.0f} frames/s, MAPPO {rates['mappo']:.0f} "
@@ -396,7 +396,7 @@ def _tutorial_pipeline(path: Path) -> str:
             f"alternated iterations): stock {rates['stock']:.0f} frames/s, with LevelEnv + GraphComposer + RNLoss "
             f"({p['rn_graph']}) dropped in {rates['rn']:.0f} frames/s, ratio **{t['rn_over_stock']:.2f}**{paired}. "
             f"`python benchmarks/tutorial_pipeline.py --preset {t.get('preset_name', 'tutorial')}"
-            f"{' --threads 1' if t['threads'] == 1 else ''} --out {path.parent.as_posix()}`; plot: "
+            f"{' --threads 1' if t['threads'] == 1 else ''} --reps {p['reps']} --out {path.parent.as_posix()}`; plot: "
             f"`{path.with_suffix('.png').as_posix()}`.")
 
 

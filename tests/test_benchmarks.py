@@ -382,3 +382,15 @@ def test_a_run_stopped_mid_way_is_resumed_with_the_metrics_of_one_never_stopped(
 def test_wall_seconds_add_up_over_the_slices_of_a_resumed_run(harness):
     rows = [{"wall_seconds": w} for w in (1.0, 2.0, 0.5, 1.5, 0.25)]
     assert harness._wall_so_far(rows) == 2.0 + 1.5 + 0.25
+
+
+def test_reps_overrides_the_preset_and_is_checked(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import speed_cli
+    import throughput
+
+    _, preset, _ = speed_cli.parse("doc", throughput.PRESETS, "tiny", "x", ["--out", str(tmp_path), "--reps", "7"])
+    assert preset == dataclasses.replace(throughput.PRESETS["tiny"], reps=7)
+    with pytest.raises(SystemExit) as exit_info:
+        speed_cli.parse("doc", throughput.PRESETS, "tiny", "x", ["--out", str(tmp_path), "--reps", "0"])
+    assert exit_info.value.code == 2 and "--reps must be at least 1, got 0" in capsys.readouterr().err
