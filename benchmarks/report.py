@@ -405,7 +405,7 @@ def _breakdown(path: Path) -> str:
     t = json.loads(path.read_text())
     p, it, mb = t["preset"], t["iteration_seconds"], t["minibatch_ms"]
     rows = [(f"Where the time goes (`{path.as_posix()}`, `breakdown.py`, {p['task']}, RN {p['rn_graph']} against "
-            f"MAPPO, {t['threads']} thread{'s' * (t['threads'] != 1)}, medians):"), "",
+            f"MAPPO, {_threads(t)}, medians):"), "",
             ("| | collection (s / iteration) | policy (ms / step) | env (ms / step) | update (s / iteration) | "
              "loss forward (ms / minibatch) | loss backward (ms / minibatch) |"),
             "| --- | --- | --- | --- | --- | --- | --- |"]

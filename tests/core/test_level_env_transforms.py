@@ -24,17 +24,11 @@ from torchrl.envs.utils import check_env_specs
 from torchrl_rn import GraphComposer, LevelEnv, LevelView, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
 
+from conftest import shared_dag
+
 N_AGENTS, NUM_ENVS = 4, 2
 #: ParallelEnv workers are forked where the platform can: a spawned worker re-imports torch (~20 s a worker here)
 MP_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-
-
-def _shared_dag() -> RNGraph:
-    # motor_2 has two superiors, and the root commands a manager and a motor directly (not layered)
-    g = nx.DiGraph()
-    g.add_edges_from([("a", "motor_0"), ("a", "motor_1"), ("a", "motor_2"), ("b", "motor_2"), ("b", "motor_3"),
-                      ("root", "a"), ("root", "b"), ("root", "motor_3")])
-    return RNGraph(g, n_agents=N_AGENTS)
 
 
 SHAPES = {
@@ -43,7 +37,7 @@ SHAPES = {
     "tree22": lambda: RNGraph.tree(N_AGENTS, [2, 2]),
     "dag": lambda: RNGraph.overlapping(N_AGENTS, 2),
     "dag_root": lambda: RNGraph.overlapping(N_AGENTS, 2, root=True),
-    "shared_dag": _shared_dag,
+    "shared_dag": shared_dag,
     # decision periods add state entries (window_step, held_action); motors with a period hold env actions
     "tree2_periods": lambda: RNGraph.tree(N_AGENTS, [2], periods=[1, 3]),
     "tree22_periods": lambda: RNGraph.tree(N_AGENTS, [2, 2], periods=[2, 3, 4]),

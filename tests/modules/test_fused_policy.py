@@ -4,7 +4,6 @@ transform test matrix, with decision periods, the superiors' clock, learned and 
 values, drawing the same random numbers, under random and deterministic exploration."""
 from __future__ import annotations
 
-import networkx as nx
 import pytest
 import torch
 from torchrl.envs import TransformedEnv
@@ -14,15 +13,9 @@ from torchrl_rn import GraphComposer, LevelEnv, RNGraph
 from torchrl_rn.envs import MockMultiAgentEnv
 from torchrl_rn.modules.fused_policy import FusedPolicy
 
+from conftest import shared_dag
+
 N = 4
-
-
-def _shared_dag(**kwargs) -> RNGraph:
-    # as tests/core/test_level_env_transforms.py: motor_2 has two superiors, the root commands a manager and a motor
-    g = nx.DiGraph()
-    g.add_edges_from([("a", "motor_0"), ("a", "motor_1"), ("a", "motor_2"), ("b", "motor_2"), ("b", "motor_3"),
-                      ("root", "a"), ("root", "b"), ("root", "motor_3")])
-    return RNGraph(g, n_agents=N, **kwargs)
 
 
 #: name: (graph, GraphComposer options, goal warm-up on, discrete motors)
@@ -31,7 +24,7 @@ CASES = {
     "tree2": (lambda: RNGraph.tree(N, [2]), {}, False, False),
     "tree22": (lambda: RNGraph.tree(N, [2, 2]), {}, False, False),
     "dag_root": (lambda: RNGraph.overlapping(N, 2, root=True), {}, False, False),
-    "shared_dag": (_shared_dag, {}, False, False),
+    "shared_dag": (shared_dag, {}, False, False),
     "tree22_periods_clock": (lambda: RNGraph.tree(N, [2, 2], periods=[2, 3, 4]), {"observe_clock": True}, False,
                              False),
     "dag_root_addressed": (

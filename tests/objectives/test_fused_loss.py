@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 
-import networkx as nx
 import pytest
 import torch
 from torchrl.envs import TransformedEnv
@@ -19,15 +18,9 @@ from torchrl.objectives import LossModule
 from torchrl_rn import GraphComposer, LevelEnv, RNGraph, RNLoss
 from torchrl_rn.envs import MockMultiAgentEnv
 
+from conftest import shared_dag
+
 N = 4
-
-
-def _shared_dag(**kwargs) -> RNGraph:
-    # as tests/core/test_level_env_transforms.py: motor_2 has two superiors, the root commands a manager and a motor
-    g = nx.DiGraph()
-    g.add_edges_from([("a", "motor_0"), ("a", "motor_1"), ("a", "motor_2"), ("b", "motor_2"), ("b", "motor_3"),
-                      ("root", "a"), ("root", "b"), ("root", "motor_3")])
-    return RNGraph(g, n_agents=N, **kwargs)
 
 
 #: name: (graph, GraphComposer options, RNLoss options, goal warm-up on)
@@ -37,7 +30,7 @@ CASES = {
     "tree22": (lambda: RNGraph.tree(N, [2, 2]), {}, {"beta": 0.5}, False),
     "dag": (lambda: RNGraph.overlapping(N, 2), {}, {}, False),
     "dag_root": (lambda: RNGraph.overlapping(N, 2, root=True), {}, {"beta": 0.3, "neighbourhood": "up"}, False),
-    "shared_dag": (_shared_dag, {}, {}, False),
+    "shared_dag": (shared_dag, {}, {}, False),
     "tree2_periods": (lambda: RNGraph.tree(N, [2], periods=[1, 3]), {}, {}, False),
     "tree22_periods": (lambda: RNGraph.tree(N, [2, 2], periods=[2, 3, 4]), {"observe_clock": True}, {}, False),
     "dag_root_addressed": (
