@@ -373,7 +373,7 @@ def _floor(path: Path) -> str:
             f"step (`FusedPolicy`) is **{step:.2f}x** MAPPO's actor's ({st['rn']['policy']:.1f} against "
             f"{st['mappo']['policy']:.1f} ms), a {p['minibatch_size']}-frame minibatch's loss forward and backward "
             f"{loss:.2f}x{floor}. `python benchmarks/breakdown.py{' --threads 1' if t['threads'] == 1 else ''} "
-            f"--fused --out {path.parent.as_posix()}`; the full table is in docs/performance.md.")
+            f"--fused --reps {p['reps']} --out {path.parent.as_posix()}`; the full table is in docs/performance.md.")
 
 
 def _fused_curves(path: Path) -> str:
