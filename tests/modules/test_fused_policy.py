@@ -88,3 +88,11 @@ def test_a_copied_fused_policy_steps_as_the_original():
             torch.manual_seed(0)
             got = other(td.clone())
             assert all(torch.equal(got[k], expected[k]) for k in expected.keys(True, True))
+
+
+def test_fused_policy_of_a_fused_policy_is_the_same_and_other_modules_are_refused():
+    _, composer = _setup("tree2")
+    fused = FusedPolicy(composer.policy)
+    assert FusedPolicy(fused).policy is composer.policy
+    with pytest.raises(TypeError, match="FusedPolicy runs a composed policy .* got Linear"):
+        FusedPolicy(torch.nn.Linear(2, 2))

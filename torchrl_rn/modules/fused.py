@@ -46,10 +46,11 @@ def distribution(prob: ProbabilisticTensorDictModule, params: dict[str, torch.Te
 
 
 def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase, *,
-                       cache: dict | None = None) -> torch.distributions.Distribution:
+                       cache: dict | None = None, write: bool = False) -> torch.distributions.Distribution:
     """``actor.get_dist(tensordict)`` for a group's actor (a network module then a probabilistic module), with the
-    network called on the tensors directly and nothing written to ``tensordict`` (``cache``: see
-    :func:`distribution`).
+    network called on the tensors directly (``cache``: see :func:`distribution`). Nothing is written to
+    ``tensordict`` unless ``write``: then the network's outputs (the distribution's parameters) are, as the actor's
+    own call writes them.
 
     Examples:
         >>> from torchrl.envs import TransformedEnv
@@ -69,6 +70,10 @@ def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase, 
                                                                                      ProbabilisticTensorDictModule):
         return actor.get_dist(tensordict)
     found = dict(zip(head.out_keys, head_output(head, tensordict)))
+    if write:
+        for key, tensor in found.items():
+            if key != "_":
+                tensordict.set(key, tensor)
     kwargs = {}
     for dist_key, key in zip(prob.dist_keys, prob.in_keys):
         kwargs[dist_key[-1] if isinstance(dist_key, tuple) else dist_key] = found[key] if key in found \

@@ -29,7 +29,7 @@ from tensordict.nn import (
 from tensordict.nn.probabilistic import InteractionType, interaction_type
 from torchrl.modules.distributions.utils import sample_and_log_prob
 
-from torchrl_rn.modules.fused import distribution, head_output
+from torchrl_rn.modules.fused import actor_distribution, head_output
 from torchrl_rn.modules.gather import GatherModule
 from torchrl_rn.modules.heads import DirectModule
 
@@ -66,6 +66,11 @@ class FusedPolicy(TensorDictModuleBase):
 
     def __init__(self, policy: TensorDictSequential) -> None:
         super().__init__()
+        if isinstance(policy, FusedPolicy):  # already fused: the same composed policy
+            policy = policy.policy
+        if not isinstance(policy, TensorDictSequential):
+            raise TypeError(f"FusedPolicy runs a composed policy (a TensorDictSequential such as "
+                            f"GraphComposer.policy), got {type(policy).__name__}.")
         self.policy = policy
         self.in_keys = list(policy.in_keys)
         self.out_keys = list(policy.out_keys)
@@ -84,13 +89,8 @@ class FusedPolicy(TensorDictModuleBase):
             if type(module) in (GatherModule, DirectModule):
                 _write(tensordict, module.out_keys, head_output(module, tensordict))
             elif random and _plain_actor(module):
-                head, prob = module.module
-                params = head_output(head, tensordict)
-                _write(tensordict, head.out_keys, params)
-                found = dict(zip(head.out_keys, params))
-                kwargs = {(d[-1] if isinstance(d, tuple) else d): found[k] if k in found else tensordict.get(k)
-                          for d, k in zip(prob.dist_keys, prob.in_keys)}
-                dist = distribution(prob, kwargs, cache=self._dists)
+                prob = module.module[-1]
+                dist = actor_distribution(module, tensordict, cache=self._dists, write=True)
                 sample, log_prob = sample_and_log_prob(dist, reparameterize=dist.has_rsample)
                 tensordict.set(prob.dist_sample_keys[0], sample)
                 tensordict.set(prob.log_prob_key, log_prob)
