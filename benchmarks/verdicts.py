@@ -127,7 +127,8 @@ def _random(results: Path, task: str) -> str:
 
 def experiments_markdown(results: Path, folder: Path = HERE / "experiments", labels: dict | None = None) -> str:
     """One section per declared experiment: per task, every method's primary score at the corrected level and each
-    candidate's verdict; then the claim (holds, does not hold, or pending)."""
+    candidate's verdict; then the claim (holds; does not hold, as soon as every candidate ties or loses on some task;
+    or pending while a candidate can still win everywhere)."""
     parts = []
     for path in sorted(folder.glob("*.yaml")):
         exp = yaml.safe_load(path.read_text())
@@ -148,9 +149,9 @@ def experiments_markdown(results: Path, folder: Path = HERE / "experiments", lab
                     family.setdefault(method, []).append(text)
         if any(all(v == "wins" for v in texts) for texts in family.values()):
             claim = "holds: " + ", ".join(f"`{k}`" for k, v in family.items() if all(t == "wins" for t in v))
-        elif any(t.startswith("pending") for texts in family.values() for t in texts):
-            claim = "pending (runs missing)"
-        else:
+        elif any(all(t == "wins" or t.startswith("pending") for t in texts) for texts in family.values()):
+            claim = "pending (runs missing)"  # some candidate can still win on every task
+        else:  # every candidate already ties or loses somewhere, whatever the missing runs give
             claim = "does not hold (no candidate wins on every task of the family)"
         parts.append(f"Claim of {exp['name']}: **{claim}**.")
     return "\n\n".join(parts)

@@ -56,6 +56,8 @@ def _experiment(folder: Path) -> Path:
     ({"cand": 1.0, "mappo": -1.0, "mappo-lr": 2.0, "ippo": 0.0}, "does not hold", "loses"),
     # a sweep configuration short of seeds: nothing is selected yet
     ({"cand": 1.0, "mappo": -1.0, "mappo-lr": None, "ippo": 0.0}, "pending", "pending (5 of 5 seeds; baselines"),
+    # the candidate short of seeds on b while it wins on a: it can still win everywhere
+    ({"cand": None, "mappo": -1.0, "mappo-lr": 0.0, "ippo": 0.0}, "pending", "pending (3 of 5 seeds)"),
 ])
 def test_verdicts_apply_the_declared_test(tmp_path, b_scores, claim, verdict_b):
     results = tmp_path / "results"
@@ -71,6 +73,16 @@ def test_verdicts_apply_the_declared_test(tmp_path, b_scores, claim, verdict_b):
     assert "| loses |" in c  # the negative control task: judged, outside the family
     assert f"Claim of EX: **{claim}" in text
     assert "Student-t at 98.75% (Bonferroni)" in text
+
+
+def test_claim_fails_once_every_candidate_ties_somewhere_whatever_is_missing(tmp_path):
+    results = tmp_path / "results"
+    _write(results, "p", "vmas/a", {"cand": 1.0, "ctrl": 0.0, "mappo": 0.0, "mappo-lr": -1.0, "ippo": 0.8})  # a tie
+    _write(results, "p", "vmas/b", {"cand": None, "mappo": -1.0, "mappo-lr": 0.0, "ippo": 0.0})  # 3 of 5 seeds
+    _write(results, "p", "vmas/c", {"cand": -5.0, "mappo": 0.0, "mappo-lr": 0.0, "ippo": 0.0})
+    text = verdicts.experiments_markdown(results, _experiment(tmp_path / "exp"))
+    assert "| ties |" in text.split("vmas/a")[1] and "pending (3 of 5 seeds)" in text.split("vmas/b")[1]
+    assert "Claim of EX: **does not hold (no candidate wins on every task of the family)**." in text
 
 
 def test_interval_is_the_exact_corrected_t_interval():
