@@ -17,7 +17,7 @@ from tensordict.nn import ProbabilisticTensorDictModule, TensorDictModule, Tenso
 from torch import nn
 from torchrl.modules import TanhNormal
 
-__all__ = ["actor_distribution", "distribution", "head_output"]
+__all__ = ["actor_distribution", "distribution", "head_output", "write_outputs"]
 
 
 def head_output(module: TensorDictModule, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:
@@ -25,6 +25,14 @@ def head_output(module: TensorDictModule, tensordict: TensorDictBase) -> tuple[t
     writing them (no tensordict dispatch)."""
     out = module.module(*(tensordict.get(key) for key in module.in_keys))
     return out if isinstance(out, tuple) else (out,)
+
+
+def write_outputs(tensordict: TensorDictBase, keys: Sequence, tensors: Sequence[torch.Tensor]) -> None:
+    """Sets each of ``tensors`` at its key of ``keys`` in ``tensordict`` (``"_"``: not written, as tensordict
+    modules skip it)."""
+    for key, tensor in zip(keys, tensors):
+        if key != "_":
+            tensordict.set(key, tensor)
 
 
 def distribution(prob: ProbabilisticTensorDictModule, params: dict[str, torch.Tensor], *,
@@ -71,9 +79,7 @@ def actor_distribution(actor: TensorDictSequential, tensordict: TensorDictBase, 
         return actor.get_dist(tensordict)
     found = dict(zip(head.out_keys, head_output(head, tensordict)))
     if write:
-        for key, tensor in found.items():
-            if key != "_":
-                tensordict.set(key, tensor)
+        write_outputs(tensordict, list(found), list(found.values()))
     kwargs = {}
     for dist_key, key in zip(prob.dist_keys, prob.in_keys):
         kwargs[dist_key[-1] if isinstance(dist_key, tuple) else dist_key] = found[key] if key in found \

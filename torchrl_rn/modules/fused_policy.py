@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
 from tensordict import TensorDictBase
 from tensordict.nn import (
     ProbabilisticTensorDictModule,
@@ -29,7 +28,7 @@ from tensordict.nn import (
 from tensordict.nn.probabilistic import InteractionType, interaction_type
 from torchrl.modules.distributions.utils import sample_and_log_prob
 
-from torchrl_rn.modules.fused import actor_distribution, head_output
+from torchrl_rn.modules.fused import actor_distribution, head_output, write_outputs
 from torchrl_rn.modules.gather import GatherModule
 from torchrl_rn.modules.heads import DirectModule
 
@@ -47,6 +46,7 @@ class FusedPolicy(TensorDictModuleBase):
             <torchrl_rn.GraphComposer>`.
 
     Examples:
+        >>> import torch
         >>> from torchrl.envs import TransformedEnv
         >>> from torchrl.envs.utils import ExplorationType, set_exploration_type
         >>> from torchrl_rn import GraphComposer, LevelEnv, RNGraph
@@ -87,7 +87,7 @@ class FusedPolicy(TensorDictModuleBase):
         random = (interaction_type() or InteractionType.DETERMINISTIC) is InteractionType.RANDOM
         for module in _steps(self.policy):
             if type(module) in (GatherModule, DirectModule):
-                _write(tensordict, module.out_keys, head_output(module, tensordict))
+                write_outputs(tensordict, module.out_keys, head_output(module, tensordict))
             elif random and _plain_actor(module):
                 prob = module.module[-1]
                 dist = actor_distribution(module, tensordict, cache=self._dists, write=True)
@@ -120,8 +120,3 @@ def _plain_actor(module: TensorDictModuleBase) -> bool:
             and getattr(prob, "_generator", None) is None and getattr(prob, "_generator_key", None) is None
             and not getattr(prob, "safe", False) and not getattr(module, "return_composite", False))
 
-
-def _write(tensordict: TensorDictBase, keys: list, tensors: tuple[torch.Tensor, ...]) -> None:
-    for key, tensor in zip(keys, tensors):
-        if key != "_":
-            tensordict.set(key, tensor)
